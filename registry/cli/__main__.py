@@ -1,0 +1,5 @@
+"""``python -m registry.cli`` runs ``rcc-node``."""
+
+from registry.cli.main import main
+
+main()

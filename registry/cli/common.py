@@ -1,0 +1,47 @@
+"""Options and helpers shared by every ``rcc-node`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from registry.core.settings import DEFAULT_DATA_DIR, Settings, SettingsError, load_settings
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+DataDirOption = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="RCC_DATA_DIR", help="The node's data folder (settings, keys, SQLite file)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="RCC_CONFIG", help="A node.toml to read instead of DATA_DIR/node.toml."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DEFAULT_DIR = DEFAULT_DATA_DIR
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr, then exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def settings_for(data_dir: Path, config: Path | None = None, **overrides: Any) -> Settings:
+    """Load the node's settings for a command, failing with one line naming the bad setting."""
+    os.environ.setdefault("RCC_DATA_DIR", str(data_dir))
+    try:
+        return load_settings(config=config, data_dir=data_dir if config is None else None, **overrides)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout, one document, for scripts."""
+    typer.echo(json.dumps(value, indent=2, default=str))

@@ -1,0 +1,174 @@
+"""Node settings: one typed object, read from ``RCC_*`` environment variables over an optional TOML file.
+
+Precedence, highest first: values passed in code, environment (``RCC_<SETTING>``), the TOML file
+(``--config FILE`` or ``<data_dir>/node.toml``), defaults. A bad value stops the node at start with a
+message that names the setting, never half-way through serving.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+NODE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+REGION_CODE_PATTERN = re.compile(r"^E12\d{6}$")
+CONFIG_FILE_NAME = "node.toml"
+DEFAULT_DATA_DIR = Path(".rcc")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot start a node; ``problems`` maps each setting name to what is wrong with it."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"setting {name}: {why}" for name, why in problems.items()))
+
+
+class Settings(BaseSettings):
+    """Everything one node needs to know about itself. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(env_prefix="RCC_", extra="forbid", frozen=True)
+
+    node_id: str = "rcc-local"
+    name: str = "Local RCC node"
+    kind: Literal["regional", "national"] = "regional"
+    region_code: str | None = "E12000008"
+    base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    key_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_shape(cls, value: str) -> str:
+        if not NODE_ID_PATTERN.match(value):
+            raise ValueError("must be 2-63 lowercase letters, digits or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("region_code")
+    @classmethod
+    def _region_shape(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not REGION_CODE_PATTERN.match(value):
+            raise ValueError("must be an ONS region code E12xxxxxx")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _regional_needs_region(self) -> Settings:
+        if self.kind == "regional" and self.region_code is None:
+            raise ValueError("region_code: a regional node needs its ONS region code (E12…)")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL; the embedded SQLite file in the data dir unless one is configured."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'node.db').as_posix()}"
+
+    @property
+    def effective_key_dir(self) -> Path:
+        """Where the node's signing keys live (0600 PEM files)."""
+        return self.key_dir if self.key_dir is not None else self.data_dir / "keys"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - node settings never come from .env
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# pydantic-settings reads the TOML path at class level; load_settings sets it for the one call it makes.
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def config_path_for(data_dir: Path | None = None, config: Path | None = None) -> Path | None:
+    """The TOML file a node reads: ``config``, else ``RCC_CONFIG``, else ``<data_dir>/node.toml`` if present."""
+    if config is not None:
+        return config
+    if os.environ.get("RCC_CONFIG"):
+        return Path(os.environ["RCC_CONFIG"])
+    base = data_dir if data_dir is not None else Path(os.environ.get("RCC_DATA_DIR", DEFAULT_DATA_DIR))
+    candidate = base / CONFIG_FILE_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(*, config: Path | None = None, data_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; raise :class:`SettingsError` naming each bad setting."""
+    path = config_path_for(data_dir, config)
+    if path is not None and not path.is_file():
+        raise SettingsError({"config": f"file not found: {path}"})
+    if data_dir is not None:
+        overrides.setdefault("data_dir", data_dir)
+    _TOML_FILE["path"] = path
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+    except ValueError as exc:  # malformed TOML
+        raise SettingsError({"config": str(exc)}) from None
+    finally:
+        _TOML_FILE["path"] = None
+    if path is not None and "data_dir" not in overrides and "RCC_DATA_DIR" not in os.environ:
+        # A config file's data_dir is relative to the folder the file lives in (default: that folder).
+        with path.open("rb") as fh:
+            in_file = tomllib.load(fh).get("data_dir")
+        resolved = path.parent / in_file if in_file else path.parent
+        settings = settings.model_copy(update={"data_dir": resolved})
+    return settings
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if name == "settings" and ":" in message:
+            name, message = (part.strip() for part in message.split(":", 1))
+        problems[name] = message
+    return problems
+
+
+def write_config(path: Path, values: dict[str, Any]) -> None:
+    """Write a node.toml holding ``values`` (strings, ints, bools, paths) so ``serve`` needs nothing else."""
+    lines = ["# rcc-node settings; RCC_<SETTING> environment variables override these.\n"]
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, int):
+            rendered = str(value)
+        else:
+            rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{key} = {rendered}\n")
+    path.write_text("".join(lines), encoding="utf-8")

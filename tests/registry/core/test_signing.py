@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from registry.core.keys import KeyRing
+from registry.core.signing import (
+    TYP_AGREEMENT,
+    TYP_DESCRIPTOR,
+    TYP_REQUEST,
+    SignatureInvalid,
+    canonical,
+    decode_jwt,
+    encode_jwt,
+    sign_compact,
+    sign_detached,
+    verify_compact,
+    verify_detached,
+)
+from tests.support import jose
+
+DOCUMENT = {"title": "South East ↔ London MoU", "parties": ["rcc-se", "rcc-ldn"], "n": 3, "ok": True}
+
+
+def resolver(ring: KeyRing):
+    return lambda kid: ring.get(kid).public if ring.get(kid) else None
+
+
+class TestCanonical:
+    def test_key_order_and_whitespace_do_not_matter(self) -> None:
+        assert (
+            canonical({"b": 1, "a": [1, 2]})
+            == canonical(json.loads('{ "a" : [1,2], "b":1 }'))
+            == b'{"a":[1,2],"b":1}'
+        )
+
+    def test_rfc8785_number_and_string_forms(self) -> None:
+        assert canonical({"x": 1.0, "y": 1e21, "s": "\u20ac\n"}) == '{"s":"€\\n","x":1,"y":1e+21}'.encode()
+
+    def test_non_json_values_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="canonicalisable"):
+            canonical({"x": float("nan")})
+
+
+class TestDetachedSignature:
+    def test_signature_verifies_independently_of_the_product(self) -> None:
+        ring = KeyRing.generate()
+        jws = sign_detached(DOCUMENT, ring.active, typ=TYP_AGREEMENT)
+        header = jose.verify_detached(DOCUMENT, jws, ring.jwks(), TYP_AGREEMENT)
+        assert header == {"alg": "EdDSA", "kid": ring.active.kid, "typ": TYP_AGREEMENT}
+
+    def test_one_changed_byte_fails(self) -> None:
+        ring = KeyRing.generate()
+        jws = sign_detached(DOCUMENT, ring.active, typ=TYP_AGREEMENT)
+        altered = {**DOCUMENT, "n": 4}
+        with pytest.raises(SignatureInvalid) as raised:
+            verify_detached(altered, jws, typ=TYP_AGREEMENT, resolve=resolver(ring))
+        assert raised.value.reason == "bad-signature"
+        with pytest.raises(AssertionError):
+            jose.verify_detached(altered, jws, ring.jwks(), TYP_AGREEMENT)
+
+    @pytest.mark.parametrize(
+        ("mangle", "reason"),
+        [
+            (lambda jws: jws.replace("..", ".e30.", 1), "malformed"),
+            (lambda jws: "not-a-jws", "malformed"),
+            (lambda jws: jws[:-4] + ("AAAA" if not jws.endswith("AAAA") else "BBBB"), "bad-signature"),
+        ],
+    )
+    def test_malformed_or_tampered_signatures_are_refused(self, mangle, reason: str) -> None:
+        ring = KeyRing.generate()
+        jws = mangle(sign_detached(DOCUMENT, ring.active, typ=TYP_AGREEMENT))
+        with pytest.raises(SignatureInvalid) as raised:
+            verify_detached(DOCUMENT, jws, typ=TYP_AGREEMENT, resolve=resolver(ring))
+        assert raised.value.reason == reason
+
+    def test_signature_for_another_purpose_is_refused(self) -> None:
+        ring = KeyRing.generate()
+        jws = sign_detached(DOCUMENT, ring.active, typ=TYP_DESCRIPTOR)
+        with pytest.raises(SignatureInvalid) as raised:
+            verify_detached(DOCUMENT, jws, typ=TYP_AGREEMENT, resolve=resolver(ring))
+        assert raised.value.reason == "wrong-type"
+
+    def test_signature_by_an_unknown_key_is_refused(self) -> None:
+        jws = sign_detached(DOCUMENT, KeyRing.generate().active, typ=TYP_AGREEMENT)
+        with pytest.raises(SignatureInvalid) as raised:
+            verify_detached(DOCUMENT, jws, typ=TYP_AGREEMENT, resolve=resolver(KeyRing.generate()))
+        assert raised.value.reason == "unknown-key"
+
+    def test_alg_none_is_refused(self) -> None:
+        ring = KeyRing.generate()
+        header = (
+            base64.urlsafe_b64encode(
+                json.dumps({"alg": "none", "kid": ring.active.kid, "typ": TYP_AGREEMENT}).encode()
+            )
+            .rstrip(b"=")
+            .decode()
+        )
+        with pytest.raises(SignatureInvalid) as raised:
+            verify_detached(DOCUMENT, f"{header}..", typ=TYP_AGREEMENT, resolve=resolver(ring))
+        assert raised.value.reason == "bad-algorithm"
+
+
+class TestCompactAndJwt:
+    def test_compact_signature_round_trips_and_verifies_independently(self) -> None:
+        ring = KeyRing.generate()
+        token = sign_compact({"jti": "j1", "status": 200}, ring.active, typ="rcc-response+jws")
+        assert verify_compact(token, typ="rcc-response+jws", resolve=resolver(ring))[0] == {
+            "jti": "j1",
+            "status": 200,
+        }
+        assert jose.verify_compact(token, ring.jwks()["keys"][0]) == {"jti": "j1", "status": 200}
+
+    def _token(self, ring: KeyRing, **claims) -> str:
+        now = int(time.time())
+        base = {"iss": "rcc-se", "aud": "rcc-ldn", "iat": now, "exp": now + 60, "jti": "abc"}
+        return encode_jwt({**base, **claims}, ring.active, typ=TYP_REQUEST)
+
+    def test_valid_token_is_accepted(self) -> None:
+        ring = KeyRing.generate()
+        claims, kid = decode_jwt(
+            self._token(ring), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn"
+        )
+        assert (claims["iss"], kid) == ("rcc-se", ring.active.kid)
+
+    @pytest.mark.parametrize(
+        ("claims", "reason"),
+        [
+            ({"aud": "rcc-gm"}, "wrong-audience"),
+            ({"exp": int(time.time()) - 120}, "expired"),
+            ({"iat": int(time.time()) + 300, "exp": int(time.time()) + 360}, "issued-in-future"),
+        ],
+    )
+    def test_invalid_claims_are_refused_with_a_reason(self, claims, reason: str) -> None:
+        ring = KeyRing.generate()
+        with pytest.raises(SignatureInvalid) as raised:
+            decode_jwt(
+                self._token(ring, **claims), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn"
+            )
+        assert raised.value.reason == reason
+
+    def test_missing_jti_is_refused(self) -> None:
+        ring = KeyRing.generate()
+        now = int(time.time())
+        token = encode_jwt({"aud": "rcc-ldn", "iat": now, "exp": now + 60}, ring.active, typ=TYP_REQUEST)
+        with pytest.raises(SignatureInvalid) as raised:
+            decode_jwt(token, typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn")
+        assert raised.value.reason == "missing-claim"

@@ -1,0 +1,1 @@
+"""Test helpers: databases on both engines, real node processes, an independent JOSE verifier."""

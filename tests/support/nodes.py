@@ -1,0 +1,162 @@
+"""Real nodes for integration tests: ``rcc-node init`` + ``rcc-node serve`` subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+CLI = [sys.executable, "-m", "registry.cli"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``rcc-node ARGS`` as a user would; return the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"rcc-node {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+@dataclass
+class NodeSpec:
+    """What a test node is: identity and where it lives."""
+
+    node_id: str
+    data_dir: Path
+    port: int
+    kind: str = "regional"
+    region_code: str | None = "E12000008"
+    name: str = ""
+    database_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def init_node(
+    tmp_path: Path,
+    node_id: str,
+    *,
+    kind: str = "regional",
+    region_code: str | None = "E12000008",
+    database_url: str | None = None,
+    name: str | None = None,
+) -> NodeSpec:
+    """``rcc-node init`` a node in ``tmp_path/node_id`` on a free port."""
+    spec = NodeSpec(node_id, tmp_path / node_id, free_port(), kind, region_code, name or node_id, database_url)
+    args = [
+        "init",
+        "--data-dir",
+        str(spec.data_dir),
+        "--node-id",
+        node_id,
+        "--name",
+        spec.name,
+        "--kind",
+        kind,
+        "--base-url",
+        spec.base_url,
+        "--port",
+        str(spec.port),
+    ]
+    if region_code:
+        args += ["--region-code", region_code]
+    if database_url:
+        args += ["--database-url", database_url]
+    run_cli(args)
+    return spec
+
+
+@dataclass
+class ServedNode:
+    """A running ``rcc-node serve`` process."""
+
+    spec: NodeSpec
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.spec.base_url
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the node (SIGTERM, then SIGKILL) and wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_node(
+    spec: NodeSpec, *, workers: int = 1, env: dict[str, str] | None = None, timeout: float = 30
+) -> ServedNode:
+    """Start ``rcc-node serve`` for ``spec`` and wait until it answers ``/healthz``."""
+    log_path = spec.data_dir / f"serve-{spec.port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                *CLI,
+                "serve",
+                "--data-dir",
+                str(spec.data_dir),
+                "--port",
+                str(spec.port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    node = ServedNode(spec, process, log_path)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"node {spec.node_id} exited ({process.returncode}):\n{node.log()}")
+            try:
+                if client.get(f"{spec.base_url}/healthz").status_code == 200:
+                    return node
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                node.stop()
+                raise AssertionError(f"node {spec.node_id} did not start in {timeout}s:\n{node.log()}")
+            time.sleep(0.05)
+
+
+@contextmanager
+def served(spec: NodeSpec, **kwargs: object) -> Iterator[ServedNode]:
+    """Run a node for the duration of a ``with`` block."""
+    node = start_node(spec, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield node
+    finally:
+        node.stop()
