@@ -1,1 +1,4 @@
-"""The publications register (frameworks, placement protocols, fee caps): local only; imports registry.core and schemas."""
+"""The publications register (frameworks, placement protocols, fee caps).
+
+Local data only; imports registry.core and schemas.
+"""
