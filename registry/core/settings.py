@@ -13,13 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from schemas.vocabulary import Role
 
 NODE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 REGION_CODE_PATTERN = re.compile(r"^E12\d{6}$")
@@ -33,6 +35,38 @@ class SettingsError(ValueError):
     def __init__(self, problems: dict[str, str]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"setting {name}: {why}" for name, why in problems.items()))
+
+
+class OidcIssuer(BaseModel):
+    """An external OpenID Connect issuer (a council's identity provider) whose tokens this node accepts.
+
+    Its keys come from ``jwks_url`` (fetched, refreshed on an unknown ``kid``) or ``jwks_file`` (read once);
+    ``roles_claim`` names the claim carrying the caller's groups or roles (dots reach into nested objects,
+    e.g. ``realm_access.roles``) and ``role_map`` maps each of its values to the node roles it grants.
+    Values not in the map grant nothing: a token only opens what the map says.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    roles_claim: str = "roles"
+    role_map: dict[str, list[Role]] = Field(default_factory=dict)
+
+    @field_validator("issuer", "jwks_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s?#]+", value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OidcIssuer:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("give exactly one of jwks_url or jwks_file")
+        return self
 
 
 class Settings(BaseSettings):
@@ -51,6 +85,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Local users and roles (registry.core.auth): token lifetime, lock-out after failed client authentication,
+    # and the external OpenID Connect issuers whose tokens are trusted.
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    auth_max_failures: int = Field(default=5, ge=1)
+    auth_failure_window_seconds: int = Field(default=300, ge=1)
+    auth_lockout_seconds: int = Field(default=300, ge=1)
+    oidc_issuers: list[OidcIssuer] = Field(default_factory=list)
+    # Federation (federation/): the pinned operator key(s) that sign the directory (a JWK or JWKS as inline
+    # JSON, or the path of a file holding one), where the signed directory comes from (a file and/or the
+    # operator's URL, re-read every directory_refresh_seconds), and whether this node serves it as operator.
+    operator_jwks: str | None = None
+    directory_file: Path | None = None
+    operator_url: str | None = None
+    directory_refresh_seconds: float = Field(default=300.0, gt=0, le=86400)
+    directory_operator: bool = False
 
     @field_validator("node_id")
     @classmethod

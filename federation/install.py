@@ -1,0 +1,52 @@
+"""Wiring the federation into a node's app: routes, response signatures, readiness, background refresh.
+
+``create_app`` calls :func:`install_federation` once per app. Nothing essential depends on the lifespan
+(``httpx.ASGITransport`` never runs it): the directory is loaded synchronously here, and the guard schedules a
+refresh when one is due; the lifespan only adds the periodic refresh of an idle node and a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from federation import api
+from federation.client import OutboundAuditor
+from federation.guard import ResponseSignatureMiddleware
+from federation.runtime import Federation
+from registry.core.node import Node
+
+
+def install_federation(
+    app: FastAPI, node: Node, *, transport: Any = None, auditor: OutboundAuditor | None = None
+) -> Federation:
+    """Build the node's federation runtime and plug it into ``app``; returns it (also on ``node.extensions``)."""
+    federation = Federation(node, transport=transport, auditor=auditor)
+    node.extensions["federation"] = federation
+    federation.start()
+    node.readiness_checks.append(federation.store.readiness)
+    app.include_router(api.router)
+    # Federation calls are the node's hottest authenticated path and share no path with any other route:
+    # match them first instead of after every other router (FastAPI tries routers in order).
+    app.router.routes.insert(0, app.router.routes.pop())
+    app.add_middleware(ResponseSignatureMiddleware, federation=federation)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        refresher = asyncio.get_running_loop().create_task(federation.store.run())
+        try:
+            async with inner(application) as state:
+                yield state
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await federation.aclose()
+
+    app.router.lifespan_context = lifespan
+    return federation

@@ -1,0 +1,83 @@
+"""The replay cache: a jti is accepted once, whichever worker (engine) sees it, and purged after expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from federation.models import ReplayEntry
+from federation.replay import ReplayCache
+from registry.core.db import make_engine
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engines(migrated_db_url: str) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one database: what two worker processes of one node have."""
+    first, second = make_engine(migrated_db_url), make_engine(migrated_db_url)
+    yield first, second
+    first.dispose()
+    second.dispose()
+
+
+def later(seconds: int = 90) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+class TestReplayCache:
+    def test_a_jti_is_accepted_once(self, engines: tuple[Engine, Engine]) -> None:
+        cache = ReplayCache(engines[0])
+        jti = secrets.token_urlsafe(16)
+
+        async def claim_twice() -> list[bool]:
+            return [await cache.claim(jti=jti, issuer="rcc-a", expires_at=later()) for _ in range(2)]
+
+        assert asyncio.run(claim_twice()) == [True, False]
+        cache.close()
+
+    def test_concurrent_claims_in_one_batch_admit_exactly_one(self, engines: tuple[Engine, Engine]) -> None:
+        cache = ReplayCache(engines[0])
+        jti = secrets.token_urlsafe(16)
+        others = [secrets.token_urlsafe(16) for _ in range(20)]
+
+        async def claim_all() -> list[bool]:
+            same = [cache.claim(jti=jti, issuer="rcc-a", expires_at=later()) for _ in range(10)]
+            fresh = [cache.claim(jti=o, issuer="rcc-a", expires_at=later()) for o in others]
+            return list(await asyncio.gather(*same, *fresh))
+
+        results = asyncio.run(claim_all())
+        assert results[:10].count(True) == 1
+        assert all(results[10:])
+        cache.close()
+
+    def test_replay_is_caught_across_workers(self, engines: tuple[Engine, Engine]) -> None:
+        worker_one, worker_two = ReplayCache(engines[0]), ReplayCache(engines[1])
+        jtis = [secrets.token_urlsafe(16) for _ in range(30)]
+
+        async def race(cache: ReplayCache) -> list[bool]:
+            return list(await asyncio.gather(*(cache.claim(jti=j, issuer="rcc-a", expires_at=later()) for j in jtis)))
+
+        async def both() -> tuple[list[bool], list[bool]]:
+            one, two = await asyncio.gather(race(worker_one), race(worker_two))
+            return one, two
+
+        one, two = asyncio.run(both())
+        assert [a != b for a, b in zip(one, two, strict=True)] == [True] * len(jtis)
+        worker_one.close()
+        worker_two.close()
+
+    def test_expired_claims_are_purged_and_live_ones_kept(self, engines: tuple[Engine, Engine]) -> None:
+        cache = ReplayCache(engines[0])
+        assert cache.claim_now(jti="a" * 22, issuer="rcc-a", expires_at=later(-5))
+        assert cache.claim_now(jti="b" * 22, issuer="rcc-a", expires_at=later(60))
+        assert cache.purge() == 1
+        with engines[0].connect() as connection:
+            assert connection.execute(select(func.count()).select_from(ReplayEntry)).scalar_one() == 1
+        assert not cache.claim_now(jti="b" * 22, issuer="rcc-a", expires_at=later(60))
+        cache.close()

@@ -1,0 +1,148 @@
+"""Request tokens and response signatures, checked against an independent JOSE verifier."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from federation.directory import Directory, load_pinned_keys, verify_envelope
+from federation.tokens import (
+    EMPTY_BODY_DIGEST,
+    Signer,
+    TokenRefused,
+    body_digest,
+    build_request_token,
+    parse_compact,
+    sign_response,
+    unverified_jti,
+    verify_request_token,
+    verify_response,
+)
+from registry.core.db import utcnow
+from registry.core.keys import KeyRing, NodeKey
+from registry.core.signing import SignatureInvalid
+from tests.support import jose
+from tests.support.federation import PeerIdentity, directory, operator_jwks, ring_entry, sign
+
+URL = "https://rcc-b.example/federation/v1/ping"
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    return KeyRing.generate()
+
+
+@pytest.fixture
+def signed_directory(ring: KeyRing) -> Directory:
+    operator = KeyRing.generate()
+    retiree = PeerIdentity("rcc-old", retired=[Ed25519PrivateKey.generate()])
+    document = directory([ring_entry("rcc-a", "https://rcc-a.example", ring), retiree.entry()])
+    return verify_envelope(sign(document, operator), load_pinned_keys(operator_jwks(operator)), now=utcnow())
+
+
+def build(ring: KeyRing, **overrides: object) -> tuple[str, str]:
+    arguments: dict[str, object] = {
+        "issuer": "rcc-a",
+        "audience": "rcc-b",
+        "method": "POST",
+        "url": URL,
+        "body": b'{"a":1}',
+        "purpose": "placement-search",
+        "agreement": "agr-1",
+        "now": time.time(),
+    }
+    arguments.update(overrides)
+    made = build_request_token(Signer(ring.active), **arguments)  # type: ignore[arg-type]
+    return made.token, made.jti
+
+
+class TestRequestToken:
+    def test_token_verifies_independently_with_every_claim(self, ring: KeyRing) -> None:
+        token, jti = build(ring)
+        claims = jose.verify_compact(token, ring.active.jwk())
+        header = json.loads(jose.b64d(token.split(".")[0]))
+        assert header == {"alg": "EdDSA", "kid": ring.active.kid, "typ": "rcc-request+jwt"}
+        assert claims["jti"] == jti
+        assert claims["bdh"] == jose.b64e(hashlib.sha256(b'{"a":1}').digest())
+        assert claims["exp"] - claims["iat"] == 60
+        assert (claims["htm"], claims["htu"], claims["purpose"], claims["agreement"]) == (
+            "POST",
+            URL,
+            "placement-search",
+            "agr-1",
+        )
+
+    def test_lifetime_over_sixty_seconds_cannot_be_built(self, ring: KeyRing) -> None:
+        with pytest.raises(ValueError, match="60"):
+            build(ring, lifetime=61)
+
+    def test_empty_body_digest_is_of_empty_bytes(self) -> None:
+        assert body_digest(b"") == EMPTY_BODY_DIGEST == "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+
+    def test_verification_returns_the_authenticated_peer(self, ring: KeyRing, signed_directory: Directory) -> None:
+        token, jti = build(ring)
+        verified = verify_request_token(
+            token,
+            directory=signed_directory,
+            audience="rcc-b",
+            method="POST",
+            url=URL,
+            bdh=body_digest(b'{"a":1}'),
+            now=time.time(),
+        )
+        assert (verified.node.node_id, verified.jti, verified.agreement) == ("rcc-a", jti, "agr-1")
+
+    def test_refusal_carries_claimed_issuer_and_jti(self, ring: KeyRing, signed_directory: Directory) -> None:
+        token, jti = build(ring)
+        with pytest.raises(TokenRefused) as caught:
+            verify_request_token(
+                token, directory=signed_directory, audience="rcc-b", method="POST", url=URL, bdh="x", now=time.time()
+            )
+        assert (caught.value.reason, caught.value.issuer, caught.value.jti) == ("body-mismatch", "rcc-a", jti)
+        assert caught.value.verified is True
+
+    def test_retired_key_of_a_member_is_refused(self, signed_directory: Directory) -> None:
+        node = signed_directory.nodes["rcc-old"]
+        retired_kid = next(k.kid for k in node.keys.values() if k.status == "retired")
+        assert node.key(retired_kid) is not None
+        assert retired_kid not in node.active_kids
+
+    @pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "e30.e30.!!", "W10.e30.AA"])
+    def test_malformed_tokens_are_refused(self, token: str) -> None:
+        with pytest.raises(SignatureInvalid):
+            parse_compact(token, typ="rcc-request+jwt")
+        assert unverified_jti(token) is None
+
+
+class TestSigner:
+    def test_signatures_verify_with_cryptography(self, ring: KeyRing) -> None:
+        value = Signer(ring.active).compact({"x": 1}, typ="rcc-response+jws")
+        assert jose.verify_compact(value, ring.active.jwk()) == {"x": 1}
+
+    def test_retired_key_cannot_sign(self, ring: KeyRing) -> None:
+        key = ring.active
+        retired = NodeKey(key.kid, key.public, None, "retired", key.created_at)
+        with pytest.raises(ValueError, match="retired"):
+            Signer(retired)
+
+
+class TestResponseSignature:
+    def test_round_trip_and_every_bound_field(self, ring: KeyRing, signed_directory: Directory) -> None:
+        node = signed_directory.nodes["rcc-a"]
+        now = int(time.time())
+        value = sign_response(Signer(ring.active), jti="j" * 22, status=200, bdh="abc", iat=now)
+        assert verify_response(value, node=node, jti="j" * 22, status=200, bdh="abc", now=now).kid == ring.active.kid
+        for changed in ({"jti": "k" * 22}, {"status": 403}, {"bdh": "abd"}, {"now": now + 600}):
+            arguments = {"jti": "j" * 22, "status": 200, "bdh": "abc", "now": now, **changed}
+            with pytest.raises(SignatureInvalid):
+                verify_response(value, node=node, **arguments)  # type: ignore[arg-type]
+
+    def test_signature_by_a_key_not_in_the_directory_is_refused(self, signed_directory: Directory) -> None:
+        value = sign_response(Signer(KeyRing.generate().active), jti=None, status=401, bdh="x", iat=int(time.time()))
+        with pytest.raises(SignatureInvalid) as caught:
+            verify_response(value, node=signed_directory.nodes["rcc-a"], jti="j", status=401, bdh="x", now=time.time())
+        assert caught.value.reason == "unknown-key"
