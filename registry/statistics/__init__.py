@@ -1,0 +1,1 @@
+"""The statistics register: local only; imports registry.core and schemas."""
