@@ -1,0 +1,131 @@
+"""Statistics benchmark: episode import rows/s, release build for 200,000 episodes, national combination.
+
+Run: ``.venv/bin/python bench/bench_statistics.py`` (about 60-80 s on an idle 2-core machine, most of it writing the
+synthetic files; no network; SQLite in a temporary folder). Figures are wall clock and CPU time: on a shared,
+loaded machine the CPU figure is the comparable one (the load average is printed first).
+
+1. Synthetic SSDA903 files (``registry.statistics.synth``, seeded) for every LA of the South East, about
+   200,000 episodes in all, are written once. Then, side by side on the same files:
+   * parse only: ``read_episodes`` (validate + pseudonymise), nothing stored;
+   * import end to end: ``service.import_episodes`` into a fresh migrated SQLite database, committed per file.
+   Judged by import rows/s ÷ 50,000 (≥ 1.0 passes).
+2. ``service.build_release`` over those episodes: load, count, protect (disclosure control), sign, store —
+   one run, in seconds.
+3. National combination across 9 regions, in process: each region's signed table is verified (Ed25519,
+   JCS) and ``federation.statistics.combine`` builds England, for all nine catalogue tables; ms per table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlmodel import Session
+
+from federation.statistics import combine
+from registry.core.db import make_engine, upgrade
+from registry.core.domain import english_regions, las_in_region
+from registry.core.keys import KeyRing
+from registry.core.signing import TYP_STATISTICS, sign_detached, verify_detached
+from registry.statistics import catalogue, service
+from registry.statistics.ssda903 import read_episodes
+from registry.statistics.synth import write_episodes
+
+SOUTH_EAST = "E12000008"
+YEAR = 2024
+SALT = b"b" * 32
+TARGET_ROWS_PER_SECOND = 50_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=200_000, help="about how many episodes in all")
+    args = parser.parse_args()
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = write_files(root, args.episodes)
+        total = sum(rows for _, _, rows in files)
+        print(f"synthetic files: {len(files)} LAs, {total} episodes")
+
+        started, cpu = time.perf_counter(), time.process_time()
+        parsed = sum(sum(1 for _ in read_episodes(path, la=la, year=YEAR, salt=SALT)) for la, path, _ in files)
+        parse_seconds, parse_cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(f"parse only:       {parsed / parse_seconds:>10,.0f} rows/s wall, {parsed / parse_cpu:>8,.0f} per CPU-s")
+
+        url = f"sqlite:///{(root / 'bench.db').as_posix()}"
+        upgrade(url)
+        engine = make_engine(url)
+        started, cpu = time.perf_counter(), time.process_time()
+        imported = 0
+        for la, path, _ in files:
+            with Session(engine) as session:
+                imported += service.import_episodes(session, path, la=la, year=YEAR, salt=SALT).episodes
+                session.commit()
+        import_seconds, import_cpu = time.perf_counter() - started, time.process_time() - cpu
+        rate = imported / import_seconds
+        print(f"import end to end:{rate:>10,.0f} rows/s wall, {imported / import_cpu:>8,.0f} per CPU-s (SQLite)")
+
+        keys = KeyRing.generate()
+        started = time.perf_counter()
+        with Session(engine) as session:
+            release = service.build_release(session, node_id="bench", area_code=SOUTH_EAST, key=keys.active)
+            session.commit()
+            version = release.version
+        build_seconds = time.perf_counter() - started
+        print(
+            f"build release {version}:  {build_seconds:.2f} s for {imported} episodes ({len(catalogue.TABLES)} tables)"
+        )
+        engine.dispose()
+
+        per_table_ms = national(root, keys)
+        print(f"national, 9 regions: {per_table_ms:.1f} ms per table (verify 9 signatures + combine)")
+    print()
+    print(f"import rows/s / {TARGET_ROWS_PER_SECOND:,} = {rate / TARGET_ROWS_PER_SECOND:.2f} (>= 1.0 passes)")
+    print(f"import / parse-only rate = {rate * parse_seconds / parsed:.2f} (what storing costs on top of reading)")
+    print(f"build seconds for {imported} episodes = {build_seconds:.2f}")
+
+
+def write_files(root: Path, episodes: int) -> list[tuple[str, Path, int]]:
+    las = service.area_las(SOUTH_EAST)
+    children = max(1, int(episodes / 1.6 / len(las)))  # about 1.6 episodes a child in the synthetic mix
+    out = []
+    for n, la in enumerate(las):
+        path = root / f"{la}.csv"
+        out.append((la, path, write_episodes(path, la=la, year=YEAR, children=children, seed=n)))
+    return out
+
+
+def national(root: Path, keys: KeyRing) -> float:
+    """Nine regions' signed tables (one LA each, 800 children), verified and combined, for every table."""
+    signed: dict[str, dict[str, tuple[dict[str, object], str]]] = {}
+    for n, region in enumerate(sorted(english_regions())):
+        la = next(a.ons_code for a in las_in_region(region) if "/" not in a.ons_code)
+        path = root / f"region-{region}.csv"
+        write_episodes(path, la=la, year=YEAR, children=800, seed=100 + n)
+        tables = catalogue.publish(read_episodes(path, la=la, year=YEAR, salt=SALT), year=YEAR, las=[la], total=region)
+        signed[region] = {}
+        for name, rows in tables.items():
+            document = {"table": name, "area_code": region, "year": YEAR, "rows": rows}
+            signed[region][name] = (document, sign_detached(document, keys.active, typ=TYP_STATISTICS))
+    resolve = {keys.active.kid: keys.active.public}.get
+    started = time.perf_counter()
+    for spec in catalogue.TABLES:
+        regional = {}
+        for region, tables in signed.items():
+            document, signature = tables[spec.name]
+            verify_detached(document, signature, typ=TYP_STATISTICS, resolve=resolve)
+            regional[region] = document["rows"]
+        rows, missing, _ = combine(spec, YEAR, regional)  # type: ignore[arg-type]
+        assert not missing
+    return (time.perf_counter() - started) * 1000 / len(catalogue.TABLES)
+
+
+if __name__ == "__main__":
+    main()
