@@ -17,14 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: start a local node in ./.rcc (created on first run) on http://127.0.0.1:$(PORT)
+## run: a local federation in ./.rcc/federation (created on first run, reused after): South East on
+##      http://127.0.0.1:$(PORT), Greater Manchester, London and the national node on the next ports. Ctrl-C stops all.
 run: install
-	@if [ ! -f $(DATA_DIR)/node.toml ]; then \
-		$(BIN)/rcc-node init --data-dir $(DATA_DIR) --node-id rcc-local --name "Local RCC node" \
-			--region-code E12000008 --base-url http://127.0.0.1:$(PORT) --port $(PORT); \
-	fi
-	@echo "Serving $(DATA_DIR) on http://127.0.0.1:$(PORT)  (API docs: http://127.0.0.1:$(PORT)/docs)"
-	$(BIN)/rcc-node serve --data-dir $(DATA_DIR) --port $(PORT)
+	$(BIN)/rcc-node federation up --dir $(DATA_DIR)/federation --base-port $(PORT)
 
 ## test: the whole suite on SQLite, then the storage suite on PostgreSQL
 test: install test-sqlite test-postgres

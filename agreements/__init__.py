@@ -6,6 +6,8 @@ Modules: ``documents`` (schema + cross-document rules, canonical digest), ``sign
 (party signatures; the :class:`~agreements.keys.KeyResolver` protocol the federation directory satisfies),
 ``lifecycle`` (states computed from signed events and the clock), ``store`` and ``ledger`` (the one write
 path; verified reads cached by content hash), ``policy`` (the decision every federated data route makes),
-``service`` (register operations), ``exchange`` (outbox and receive: what phase 2 puts on the wire),
-``bundle`` (offline verification), ``runtime`` (the per-node object ``create_app`` installs), ``api``.
+``service`` (register operations), ``exchange`` (what parties' nodes send each other, and receiving it),
+``outbox`` (deliveries still owed to other parties, and the :class:`~agreements.outbox.Courier` protocol the
+federation layer satisfies), ``bundle`` (offline verification), ``runtime`` (the per-node object ``create_app``
+installs), ``api``.
 """

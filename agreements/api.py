@@ -2,7 +2,11 @@
 
 Routes are thin: parse, declare roles, call one service function, return its model. Each route naming an
 agreement records its id in the request's audit context, so the audit log can report per agreement.
-Proposing to other parties and the federation inbox are phase 2 (they need the federation client and guard).
+
+The routes whose change the other parties must hear of (propose, sign, revoke, withdraw, renew) commit the
+change first and then have the node's courier deliver it (:func:`agreements.outbox.change_and_deliver`); their
+answer's ``deliveries`` gives each other party's outcome, and what was not delivered is retried later. The
+federation inbox that receives them is ``federation.agreements``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from agreements import bundle, service
+from agreements import bundle, outbox, service
 from agreements.lifecycle import State
 from agreements.models import (
     AgreementPublic,
@@ -23,6 +27,7 @@ from agreements.models import (
     SignRequest,
     VerifyReport,
 )
+from agreements.outbox import CourierDep
 from agreements.runtime import RuntimeDep
 from registry.core.audit.context import audit_context
 from registry.core.auth.deps import NodeAdmin, require
@@ -93,42 +98,113 @@ def get_agreement(
     return service.get(session, runtime=runtime, agreement_id=agreement_id, version=version)
 
 
-@router.post("/{agreement_id}/sign")
-def sign_agreement(
+def _request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+@router.post("/{agreement_id}/propose")
+async def propose_agreement(
     agreement_id: AgreementId,
-    session: SessionDep,
     runtime: RuntimeDep,
+    courier: CourierDep,
     _: NodeAdmin,
+    request: Request,
     body: SignRequest | None = None,
 ) -> AgreementPublic:
-    """Sign a version with this node's key (pin the digest you have read with ``sha256``)."""
-    body = body or SignRequest()
-    return service.sign(session, runtime=runtime, agreement_id=agreement_id, version=body.version, sha256=body.sha256)
+    """Sign and propose a version, and send it with every signature and event to every other party's node
+    (``deliveries``: each party's outcome; what was not delivered is retried)."""
+    pin = body or SignRequest()
+    return await outbox.change_and_deliver(
+        runtime,
+        courier,
+        lambda session: service.propose(
+            session, runtime=runtime, agreement_id=agreement_id, version=pin.version, sha256=pin.sha256
+        ),
+        context=audit_context(request),
+        request_id=_request_id(request),
+    )
+
+
+@router.post("/{agreement_id}/sign")
+async def sign_agreement(
+    agreement_id: AgreementId,
+    runtime: RuntimeDep,
+    courier: CourierDep,
+    _: NodeAdmin,
+    request: Request,
+    body: SignRequest | None = None,
+) -> AgreementPublic:
+    """Sign a version with this node's key (pin the digest you have read with ``sha256``); once the agreement
+    has been proposed, the signature is sent to every other party."""
+    pin = body or SignRequest()
+    return await outbox.change_and_deliver(
+        runtime,
+        courier,
+        lambda session: service.sign(
+            session, runtime=runtime, agreement_id=agreement_id, version=pin.version, sha256=pin.sha256
+        ),
+        context=audit_context(request),
+        request_id=_request_id(request),
+    )
 
 
 @router.post("/{agreement_id}/revoke")
-def revoke_agreement(
-    agreement_id: AgreementId, body: ReasonRequest, session: SessionDep, runtime: RuntimeDep, _: NodeAdmin
+async def revoke_agreement(
+    agreement_id: AgreementId,
+    body: ReasonRequest,
+    runtime: RuntimeDep,
+    courier: CourierDep,
+    _: NodeAdmin,
+    request: Request,
 ) -> AgreementPublic:
-    """Revoke the agreement (a signed event; takes effect at once)."""
-    return service.revoke(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason)
+    """Revoke the agreement (a signed event; takes effect here at once and is sent to every other party)."""
+    return await outbox.change_and_deliver(
+        runtime,
+        courier,
+        lambda session: service.revoke(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason),
+        context=audit_context(request),
+        request_id=_request_id(request),
+    )
 
 
 @router.post("/{agreement_id}/withdraw")
-def withdraw_from_agreement(
-    agreement_id: AgreementId, body: ReasonRequest, session: SessionDep, runtime: RuntimeDep, _: NodeAdmin
+async def withdraw_from_agreement(
+    agreement_id: AgreementId,
+    body: ReasonRequest,
+    runtime: RuntimeDep,
+    courier: CourierDep,
+    _: NodeAdmin,
+    request: Request,
 ) -> AgreementPublic:
-    """Withdraw this node from the agreement: its grants end, the other parties' stand."""
-    return service.withdraw(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason)
+    """Withdraw this node from the agreement: its grants end, the other parties' stand (sent to every party)."""
+    return await outbox.change_and_deliver(
+        runtime,
+        courier,
+        lambda session: service.withdraw(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason),
+        context=audit_context(request),
+        request_id=_request_id(request),
+    )
 
 
 @router.post("/{agreement_id}/renew")
-def renew_agreement(
-    agreement_id: AgreementId, body: RenewRequest, session: SessionDep, runtime: RuntimeDep, _: NodeAdmin
+async def renew_agreement(
+    agreement_id: AgreementId,
+    body: RenewRequest,
+    runtime: RuntimeDep,
+    courier: CourierDep,
+    _: NodeAdmin,
+    request: Request,
 ) -> AgreementPublic:
-    """Sign this node's renewal to a new review date (counts once every party has renewed)."""
-    return service.renew(
-        session, runtime=runtime, agreement_id=agreement_id, review_by=body.review_by, version=body.version
+    """Sign this node's renewal to a new review date (counts once every party has renewed; sent to every party)."""
+    return await outbox.change_and_deliver(
+        runtime,
+        courier,
+        lambda session: service.renew(
+            session, runtime=runtime, agreement_id=agreement_id, review_by=body.review_by, version=body.version
+        ),
+        context=audit_context(request),
+        request_id=_request_id(request),
     )
 
 

@@ -1,11 +1,12 @@
-"""What parties' nodes send each other about an agreement, minus the wire (phase 2 adds the transport).
+"""What parties' nodes send each other about an agreement, minus the wire (``federation.agreements`` carries it).
 
 :func:`outbox_for` says what to send to whom: for each version and each *other* party, one
 :class:`~agreements.models.AgreementMessage` holding the document and every signature and event this node
-knows. :func:`receive` is what the inbox route (``POST /federation/v1/agreements/inbox``) will call with the
-authenticated peer as ``sender_node_id``: it verifies every signature against the parties' keys, stores what
-is new, and is idempotent — the same message twice changes nothing. A sender that is not a party to the
-document is refused. :func:`import_bundle` is the same path for a bundle file carried by hand.
+knows (:mod:`agreements.outbox` keeps track of who still has to get it). :func:`receive` is what the inbox
+route (``POST /federation/v1/agreements/inbox``) calls with the authenticated peer as ``sender_node_id``: it
+verifies every signature against the parties' keys, stores what is new, and is idempotent — the same message
+twice changes nothing. A sender that is not a party to the document is refused. :func:`import_bundle` is the
+same path for a bundle file carried by hand.
 """
 
 from __future__ import annotations

@@ -76,6 +76,30 @@ class AgreementEvent(SQLModel, table=True):
     recorded_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class AgreementDelivery(SQLModel, table=True):
+    """What one other party's node still has to hear about one agreement (the outbox; ``agreements.outbox``).
+
+    One row per (agreement, party): every change queues it again (``generation`` + 1) in the change's own
+    transaction, and the courier marks it ``delivered`` only if no newer change was queued while it was sending.
+    What is sent is always everything this node holds about the agreement, so one delivery covers them all.
+    """
+
+    __tablename__ = "agreement_delivery"
+
+    agreement_id: str = Field(primary_key=True, max_length=128)
+    to_node: str = Field(primary_key=True, max_length=64)
+    generation: int = Field(default=1)
+    state: str = Field(max_length=16, index=True)
+    attempts: int = Field(default=0)
+    queued_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=32)
+    status: int | None = Field(default=None)
+    detail: str | None = Field(default=None, max_length=512)
+
+
 class AgreementRevision(SQLModel, table=True):
     """A single row (``id`` 1) counting writes to the three tables above: the policy cache's freshness check."""
 
@@ -202,13 +226,35 @@ class AgreementSummary(BaseModel):
     attention: list[AttentionPublic]
 
 
+class DeliveryPublic(BaseModel):
+    """Whether one other party's node has everything this node holds about the agreement.
+
+    ``state``: ``delivered``, ``pending`` (queued or failed; retried with backoff) or ``rejected`` (the party's
+    node refused it for good — not a party there, a conflicting version — until the next change). ``outcome``,
+    ``status`` and ``detail`` describe the last attempt (``ok``, ``unreachable``, ``timeout``, ``refused``…).
+    """
+
+    node_id: str
+    state: str
+    outcome: str | None
+    status: int | None
+    detail: str | None
+    attempts: int
+    queued_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 class AgreementPublic(AgreementSummary):
-    """One version in full: document, signatures, event history, and the agreement's other versions."""
+    """One version in full: document, signatures, event history, the agreement's other versions, and whether
+    each other party's node has been told of this node's latest change (``deliveries``)."""
 
     document: dict[str, Any]
     signatures: list[SignaturePublic]
     events: list[EventPublic]
     versions: list[VersionRef]
+    deliveries: list[DeliveryPublic] = []
 
 
 class SignRequest(BaseModel):

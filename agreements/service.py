@@ -2,8 +2,10 @@
 
 Plain functions, session first, the rest keyword-only; they ``flush()`` and never ``commit()`` (the request,
 or the CLI command, owns the transaction). Every write goes through :func:`agreements.store.ingest`, so this
-node's own signatures and events are checked exactly as a peer's would be. Exchange with other nodes
-(outbox, receive, bundles) is in :mod:`agreements.exchange`.
+node's own signatures and events are checked exactly as a peer's would be. Every change the other parties
+must hear of queues a delivery to each of them in the same transaction (:func:`agreements.outbox.enqueue`);
+a draft nobody else has seen stays local until it is proposed. Exchange with other nodes (outbox, receive,
+bundles) is in :mod:`agreements.exchange`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from agreements import documents, ledger, signatures, store
+from agreements import documents, ledger, outbox, signatures, store
 from agreements.errors import AgreementNotFound, AgreementStateConflict, EventInvalid, NotAParty
 from agreements.lifecycle import State, VersionFacts
 from agreements.models import (
@@ -77,7 +79,9 @@ def get(
 ) -> AgreementPublic:
     """One version (default: the newest) in full, with its state now and the agreement's other versions."""
     versions = versions_of(session, runtime=runtime, agreement_id=agreement_id)
-    return public(_pick(versions, agreement_id, version), versions, runtime=runtime)
+    found = public(_pick(versions, agreement_id, version), versions, runtime=runtime)
+    found.deliveries = outbox.status(session, agreement_id=agreement_id)
+    return found
 
 
 def list_agreements(
@@ -141,6 +145,8 @@ def sign(
     _ingest_own(
         session, runtime=runtime, document=doc, signed=[(runtime.node_id, jws)], events=[_event(runtime, doc, "signed")]
     )
+    if _shared(target, runtime):
+        _notify(session, runtime, [target])
     return get(session, runtime=runtime, agreement_id=agreement_id, version=doc.version)
 
 
@@ -164,6 +170,7 @@ def revoke(session: Session, *, runtime: AgreementsRuntime, agreement_id: str, r
             document=target.document,
             events=[_event(runtime, target.document, "revoked", reason=reason)],
         )
+    _notify(session, runtime, [t for t in targets if _shared(t, runtime)])
     return get(session, runtime=runtime, agreement_id=agreement_id)
 
 
@@ -183,6 +190,7 @@ def withdraw(session: Session, *, runtime: AgreementsRuntime, agreement_id: str,
             document=target.document,
             events=[_event(runtime, target.document, "withdrawn", reason=reason)],
         )
+    _notify(session, runtime, [t for t in targets if _shared(t, runtime)])
     return get(session, runtime=runtime, agreement_id=agreement_id)
 
 
@@ -216,25 +224,67 @@ def renew(
             _ingest_own(session, runtime=runtime, document=doc, events=[event])
         except EventInvalid as exc:  # report against the request body, not the event it became
             raise EventInvalid([{"path": "/review_by", "message": e["message"]} for e in exc.errors or []]) from None
+        _notify(session, runtime, [target])
     return get(session, runtime=runtime, agreement_id=agreement_id, version=doc.version)
 
 
 def record_proposal(
-    session: Session, *, runtime: AgreementsRuntime, agreement_id: str, version: int | None = None
+    session: Session,
+    *,
+    runtime: AgreementsRuntime,
+    agreement_id: str,
+    version: int | None = None,
+    sha256: str | None = None,
 ) -> Version:
-    """Sign (if not yet) and record this node's ``proposed`` event for a version; phase 2's ``propose`` then
-    sends :func:`agreements.exchange.outbox_for` to every other party."""
+    """Sign (if not yet) and record this node's ``proposed`` event for a version (:func:`propose` also queues it
+    for every other party)."""
     versions = versions_of(session, runtime=runtime, agreement_id=agreement_id)
     target = _pick(versions, agreement_id, version)
     doc = target.document
+    _require_party(doc, runtime.node_id)
     if runtime.node_id not in target.facts.signers:
-        sign(session, runtime=runtime, agreement_id=agreement_id, version=doc.version)
+        sign(session, runtime=runtime, agreement_id=agreement_id, version=doc.version, sha256=sha256)
+    elif sha256 is not None and sha256 != doc.sha256:
+        raise AgreementStateConflict(
+            agreement_id, _state(target, runtime), f"version {doc.version} has digest {doc.sha256}, not {sha256}"
+        )
     if not any(e.type == "proposed" and e.by == runtime.node_id for e in target.facts.events):
         _ingest_own(session, runtime=runtime, document=doc, events=[_event(runtime, doc, "proposed")])
     return _pick(versions_of(session, runtime=runtime, agreement_id=agreement_id), agreement_id, doc.version)
 
 
+def propose(
+    session: Session,
+    *,
+    runtime: AgreementsRuntime,
+    agreement_id: str,
+    version: int | None = None,
+    sha256: str | None = None,
+) -> AgreementPublic:
+    """Sign and propose a version, and queue it — document, every signature and event — for every other party.
+
+    Proposing again is harmless: nothing new is signed, and the agreement is queued for every party again,
+    which is how an operator re-sends it to a party that lost it.
+    """
+    proposed = record_proposal(session, runtime=runtime, agreement_id=agreement_id, version=version, sha256=sha256)
+    _notify(session, runtime, [proposed])
+    return get(session, runtime=runtime, agreement_id=agreement_id, version=proposed.document.version)
+
+
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _shared(version: Version, runtime: AgreementsRuntime) -> bool:
+    """Do other parties already know this version (proposed, or signed by someone else)? Judged before a change."""
+    return version.facts.proposed or bool(version.facts.signers - {runtime.node_id})
+
+
+def _notify(session: Session, runtime: AgreementsRuntime, changed: Iterable[Version]) -> None:
+    """Queue the agreement for every other party of the changed versions (nothing if none changed)."""
+    versions = list(changed)
+    parties = {p for v in versions for p in v.document.parties if p != runtime.node_id}
+    for agreement_id in sorted({v.document.id for v in versions}):
+        outbox.enqueue(session, agreement_id=agreement_id, parties=parties)
 
 
 def _require_party(doc: documents.AgreementDocument, node_id: str) -> None:

@@ -13,14 +13,27 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from agreements import api as agreements_api
+from agreements.runtime import install as install_agreements
+from federation import witness
+from federation.agreements import install_agreement_exchange
+from federation.capacity import install_capacity
+from federation.install import install_federation
+from federation.publications import install_publications
+from federation.statistics import install_statistics
 from registry import __version__
+from registry.capacity import api as capacity_api
 from registry.core import well_known
+from registry.core.audit.install import install_audit
+from registry.core.auth import api as auth_api
 from registry.core.db import head_revisions, make_engine
 from registry.core.errors import install_error_handlers
 from registry.core.http import RequestContextMiddleware
 from registry.core.keys import KeyRing
 from registry.core.node import Node
 from registry.core.settings import Settings, load_settings
+from registry.publications import api as publications_api
+from registry.statistics import api as statistics_api
 
 DATASETS_REGIONAL = [
     "audit.tree-heads",
@@ -62,6 +75,24 @@ def create_app(
     app.state.node = node
     install_error_handlers(app)
     app.include_router(well_known.router)
+    auth_api.install(app)
+    app.include_router(publications_api.router)
+    app.include_router(capacity_api.router)
+    app.include_router(statistics_api.router)
+    install_agreements(node)
+    app.include_router(agreements_api.router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Audit wraps the request-context middleware (so its 413/415/500 are recorded) and sits inside federation signing.
+    install_audit(app, node)
+    # After the request-context middleware: federation responses are signed even when it answers (413, 415, 500).
+    install_federation(app, node, transport=transport)
+    # Agreements between nodes: the directory as the parties' keys, the courier, the inbox; then a data route.
+    install_agreement_exchange(app, node)
+    # Publications across regions: served to peers under agreements, gathered and verified from peers.
+    install_publications(app, node)
+    app.include_router(witness.router)
+    install_statistics(app, node)
+    # Capacity across regions: search and secure beds served to peers; fan-out, fee caps, national board.
+    install_capacity(app, node)
     logging.getLogger("rcc").setLevel(logging.INFO)
     return app

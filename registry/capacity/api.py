@@ -7,17 +7,24 @@ result count) — never the search criteria themselves.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from registry.capacity import board, service
 from registry.capacity.models import (
     IDENTIFIER_PATTERN,
     LA_CODE_PATTERN,
     URN_PATTERN,
+    PeerReport,
     SearchRequest,
     SearchResponse,
+    SearchResult,
     VacancyBatch,
     VacancyBatchResult,
     VacancyCreate,
@@ -34,13 +41,25 @@ from registry.core.audit.context import audit_context
 from registry.core.auth.deps import Commissioner, require
 from registry.core.auth.principal import Principal
 from registry.core.db import SessionDep, utcnow
+from registry.core.errors import ServiceUnavailable
 from registry.core.node import NodeDep
-from schemas.vocabulary import Dataset, Role, SettingType
+from schemas.vocabulary import Dataset, Reach, Role, SettingType
 
 router = APIRouter(prefix="/v1/capacity", tags=["capacity"])
 
-# Phase 2 puts the federation's fan-out here (node.extensions); without it a search asks no peer.
+# The federation installs these in node.extensions (this package may not import it); without them a search
+# asks no peer, marks no fee cap, and the national board is not served.
 PEER_SEARCH_EXTENSION = "capacity.peer_search"
+FEE_CAPS_EXTENSION = "capacity.fee_caps"
+NATIONAL_BOARD_EXTENSION = "capacity.national_board"
+
+PeerSearch = Callable[[Request, SearchRequest], Awaitable[tuple[list[SearchResult], list[PeerReport]]]]
+"""``(request, search) -> (peers' results, each peer's outcome)``: every peer within reach that an agreement
+lets this node ask, in parallel under ``search.deadline_ms``."""
+FeeCaps = Callable[[Session, datetime], service.FeeCheck]
+"""``(session, now) -> fee check``: the fee caps this node holds, in force now."""
+NationalBoard = Callable[[Request], Awaitable[SecureBedBoard]]
+"""``(request) -> board``: this node's homes and every home a peer under agreement reports."""
 
 CapacityWriter = Annotated[Principal, Depends(require(Role.provider, Role.publisher))]
 VacancyReader = Annotated[Principal, Depends(require(Role.commissioner, Role.provider, Role.publisher))]
@@ -148,34 +167,63 @@ def list_secure_homes(session: SessionDep, request: Request, _: SecureHomeReader
 
 
 @router.get("/secure-beds")
-def secure_beds(
+async def secure_beds(
     session: SessionDep,
     request: Request,
     node: NodeDep,
     _: SecureBedViewer,
-    scope: Literal["region"] = "region",
+    scope: Literal["region", "national"] = "region",
 ) -> SecureBedBoard:
-    """Free secure beds by sex and age, totals by region and for England, and staleness (scope=region for now)."""
-    result = board.secure_bed_board(
-        session, now=utcnow(), node_id=node.node_id, region_code=node.settings.region_code, scope=scope
-    )
+    """Free secure beds by sex and age, totals by region and for England, and staleness.
+
+    ``scope=region``: this node's register. ``scope=national``: every home reachable under agreements, with
+    each region's outcome and the regions missing from the board.
+    """
+    if scope == "national":
+        gather: NationalBoard | None = node.extensions.get(NATIONAL_BOARD_EXTENSION)
+        if gather is None:
+            raise ServiceUnavailable("the national board needs the federation, which this node does not run")
+        result = await gather(request)
+    else:
+        result = await run_in_threadpool(
+            board.secure_bed_board, session, now=utcnow(), node_id=node.node_id, region_code=node.settings.region_code
+        )
     _audit(request, Dataset.capacity_secure_beds, len(result.homes))
     return result
 
 
 @router.post("/search")
-def search(
+async def search(
     body: SearchRequest, session: SessionDep, request: Request, node: NodeDep, _: Commissioner
 ) -> SearchResponse:
-    """Find placements for a child described by needs, never identity: ranked results and every peer's outcome."""
-    response = service.search(
+    """Find placements for a child described by needs, never identity: ranked results and every peer's outcome.
+
+    The peers within reach are asked while this node searches its own register (one thread-pool hop), so a
+    cross-border search costs about the slowest peer, not the sum.
+    """
+    now = utcnow()
+    peer_search: PeerSearch | None = node.extensions.get(PEER_SEARCH_EXTENSION)
+    local_job = run_in_threadpool(
+        service.search_register,
         session,
         body,
-        now=utcnow(),
+        now=now,
         node_id=node.node_id,
         region_code=node.settings.region_code,
-        peer_search=node.extensions.get(PEER_SEARCH_EXTENSION),
+        fee_caps=node.extensions.get(FEE_CAPS_EXTENSION),
     )
+    remote: list[SearchResult] = []
+    peers: list[PeerReport] = []
+    if peer_search is None or body.reach is Reach.region:
+        local, fee_check = await local_job
+    else:
+        # Both finish before either's failure is raised: the session must not be closed under the local search.
+        mine, theirs = await asyncio.gather(local_job, peer_search(request, body), return_exceptions=True)
+        for outcome in (mine, theirs):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        (local, fee_check), (remote, peers) = mine, theirs  # type: ignore[misc]
+    response = service.combine(local, remote, peers, body, now=now, fee_check=fee_check)
     context = audit_context(request)
     context.purpose = body.purpose.value
     _audit(request, Dataset.capacity_vacancies, len(response.results))

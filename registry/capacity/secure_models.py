@@ -180,3 +180,7 @@ class SecureBedBoard(BaseModel):
     england: BedCounts
     by_age: list[AgeBeds]
     peers: list[PeerReport]
+    missing_regions: list[str] = Field(
+        default_factory=list,
+        description="scope=national: English regions whose homes are not on the board (no node asked answered).",
+    )

@@ -66,9 +66,12 @@ CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 _IDENTIFIER, _URN = re.compile(IDENTIFIER_PATTERN), re.compile(URN_PATTERN)
 
-# Phase 2 (federation) supplies this: ask every peer within reach that an agreement lets this node ask, in
-# parallel under ``request.deadline_ms``, and return their results and an outcome per peer.
+# A synchronous fan-out (tests and tools); the node's route uses the federation's asynchronous one instead
+# (``registry.capacity.api.PeerSearch``) so that the peers are asked while the local register is searched.
 PeerSearch = Callable[[SearchRequest], tuple[list[SearchResult], list[PeerReport]]]
+
+FeeCheck = Callable[[VacancyDocument], bool | None]
+"""Is this vacancy's fee within the cap in force where it is? None when no cap held covers it."""
 
 Problem = dict[str, str]
 
@@ -349,3 +352,44 @@ def search(
         remote, peers = peer_search(request)
     results = merge(local, remote, request, now=now) if remote else local
     return SearchResponse(results=results, peers=peers, generated_at=now)
+
+
+def search_register(
+    session: Session,
+    request: SearchRequest,
+    *,
+    now: datetime,
+    node_id: str,
+    region_code: str | None,
+    fee_caps: Callable[[Session, datetime], FeeCheck] | None = None,
+) -> tuple[list[SearchResult], FeeCheck | None]:
+    """This node's part of a search, and (with ``fee_caps``) the fee check for every result, local or not.
+
+    One database visit for both, so the route makes a single hop to the thread pool while peers are asked.
+    """
+    local = search_local(session, request, now=now, node_id=node_id, region_code=region_code)
+    return local, None if fee_caps is None else fee_caps(session, now)
+
+
+def combine(
+    local: Sequence[SearchResult],
+    remote: Sequence[SearchResult],
+    peers: Sequence[PeerReport],
+    request: SearchRequest,
+    *,
+    now: datetime,
+    fee_check: FeeCheck | None = None,
+) -> SearchResponse:
+    """The answer: every result marked against the fee caps held here, filtered, merged and ranked.
+
+    Caps are judged by the *asking* node for every result (a peer's own marks are replaced), so one cap table
+    judges the whole list. ``within_fee_cap_only`` drops the results known to be over a cap; a result no cap
+    held here covers (``fee_within_cap`` null) is kept, since nothing says it exceeds one.
+    """
+    results = [*local, *remote]
+    if fee_check is not None:
+        results = [r.model_copy(update={"fee_within_cap": fee_check(r.vacancy)}) for r in results]
+    if request.within_fee_cap_only:
+        results = [r for r in results if r.fee_within_cap is not False]
+    ranked = merge(results, (), request, now=now) if (remote or fee_check is not None) else results
+    return SearchResponse(results=ranked, peers=list(peers), generated_at=now)

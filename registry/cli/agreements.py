@@ -1,13 +1,17 @@
-"""``rcc-node agreements``: register, sign, inspect, end and verify data-sharing agreements.
+"""``rcc-node agreements``: register, sign, propose, inspect, end and verify data-sharing agreements.
 
 Commands that change the register work on the node's own database and keys (``--data-dir``), as a request
-would, each in one transaction; a running node sees the change on its next policy decision. ``verify`` needs
-no node at all: a bundle and the parties' keys (a signed directory file, or ``{node_id: JWKS}``) suffice.
-Until the federation carries proposals (phase 2), parties exchange ``bundle`` files and ``import`` them.
+would, each in one transaction; a running node sees the change on its next policy decision. Then ``propose``,
+``sign``, ``revoke``, ``withdraw`` and ``renew`` send what the change queued to every other party's node over
+the federation, as the node itself would, and print each party's outcome; what is not delivered stays queued
+and the running node retries it. A node outside any federation only queues. ``verify`` needs no node at all:
+a bundle and the parties' keys (a signed directory file, or ``{node_id: JWKS}``) suffice. Parties that cannot
+reach each other can still exchange ``bundle`` files and ``import`` them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,19 +24,23 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from agreements import bundle as bundles
-from agreements import exchange, service
+from agreements import exchange, outbox, service
 from agreements.keys import KeyFileError, KeyResolver, LoadedKeys, StaticKeys, load_key_file
-from agreements.models import AgreementPublic, AgreementSummary, Bundle, VerifyReport
+from agreements.models import AgreementPublic, AgreementSummary, Bundle, DeliveryPublic, VerifyReport
 from agreements.runtime import AgreementsRuntime
+from federation.agreements import AgreementCourier
 from federation.directory import load_pinned_keys, verify_envelope
 from federation.errors import DirectoryRejected
+from federation.runtime import Federation
 from registry.cli.common import DataDirOption, JsonOption, err_console, fail, out_console, print_json, settings_for
 from registry.core.db import make_engine, utcnow
 from registry.core.errors import NodeError
 from registry.core.keys import KeyRing, KeyRingError
+from registry.core.node import Node
+from registry.core.settings import SettingsError
 
 agreements_app = typer.Typer(
-    help="Data-sharing agreements: draft, sign, list, show, revoke, verify.", no_args_is_help=True
+    help="Data-sharing agreements: draft, sign, propose, list, show, revoke, verify.", no_args_is_help=True
 )
 
 T = TypeVar("T")
@@ -72,6 +80,42 @@ def _run(data_dir: Path, action: Callable[[AgreementsRuntime, Session], T], peer
             return action(runtime, session)
     except NodeError as exc:
         _refused(exc)
+
+
+def _deliver(data_dir: Path, agreement: AgreementPublic) -> AgreementPublic:
+    """Send what the change queued for the other parties now, as the node would; the agreement with the outcomes."""
+    if not any(d.state == outbox.PENDING for d in agreement.deliveries):
+        return agreement
+    settings = settings_for(data_dir)
+    try:
+        keys = KeyRing.load(settings.effective_key_dir)
+    except (KeyRingError, OSError) as exc:
+        fail(str(exc))
+    engine = make_engine(settings.effective_database_url)
+    try:
+        try:
+            federation = Federation(Node(settings=settings, engine=engine, keys=keys, head_revisions=set()))
+        except SettingsError as exc:
+            fail(str(exc))
+        try:
+            federation.start()
+            if not federation.store.configured:
+                err_console.print("not in a federation (no operator_jwks or directory): deliveries stay queued")
+                return agreement
+            runtime = AgreementsRuntime.standalone(node_id=settings.node_id, keys=keys, engine=engine)
+            deliveries = asyncio.run(_send(AgreementCourier(federation, runtime), agreement.agreement))
+        finally:
+            federation.replay.close()
+    finally:
+        engine.dispose()
+    return agreement.model_copy(update={"deliveries": deliveries})
+
+
+async def _send(courier: AgreementCourier, agreement_id: str) -> list[DeliveryPublic]:
+    try:
+        return await courier.deliver(agreement_id)
+    finally:
+        await courier.federation.aclose()
 
 
 def _refused(exc: NodeError) -> NoReturn:
@@ -115,6 +159,11 @@ def _print_agreement(agreement: AgreementPublic, json_output: bool) -> None:
         out_console.print(f"  [yellow]attention[/] {warning.kind} {warning.due} ({warning.days_left} days)")
     for event in agreement.events:
         out_console.print(f"  {event.at.isoformat()}  {event.type:<9} by {event.by}  {event.reason or ''}".rstrip())
+    for delivery in agreement.deliveries:
+        last = f" (last attempt: {delivery.outcome}{f', {delivery.detail}' if delivery.detail else ''})"
+        out_console.print(
+            f"  delivery   {delivery.node_id}: {delivery.state}{last if delivery.outcome else ''}".rstrip()
+        )
 
 
 @agreements_app.command("draft")
@@ -137,11 +186,30 @@ def sign(
     data_dir: DataDirOption = Path(".rcc"),
     json_output: JsonOption = False,
 ) -> None:
-    """Sign a version with this node's key."""
+    """Sign a version with this node's key (once proposed, the signature is sent to every other party)."""
     agreement = _run(
         data_dir, lambda rt, s: service.sign(s, runtime=rt, agreement_id=agreement_id, version=version, sha256=sha256)
     )
+    _print_agreement(_deliver(data_dir, agreement), json_output)
+
+
+@agreements_app.command("propose")
+def propose(
+    agreement_id: IdArgument,
+    version: VersionOption = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", help="Refuse unless the version has this digest.")] = None,
+    data_dir: DataDirOption = Path(".rcc"),
+    json_output: JsonOption = False,
+) -> None:
+    """Sign and propose a version, and send it to every other party's node; prints each party's outcome."""
+    agreement = _run(
+        data_dir,
+        lambda rt, s: service.propose(s, runtime=rt, agreement_id=agreement_id, version=version, sha256=sha256),
+    )
+    agreement = _deliver(data_dir, agreement)
     _print_agreement(agreement, json_output)
+    if any(d.state != outbox.DELIVERED for d in agreement.deliveries) and not json_output:
+        err_console.print("not every party has it yet: the node retries, or run propose again")
 
 
 @agreements_app.command("list")
@@ -186,9 +254,9 @@ def revoke(
     data_dir: DataDirOption = Path(".rcc"),
     json_output: JsonOption = False,
 ) -> None:
-    """Revoke the agreement (a signed event; it takes effect at once)."""
+    """Revoke the agreement (a signed event; it takes effect at once and is sent to every other party)."""
     agreement = _run(data_dir, lambda rt, s: service.revoke(s, runtime=rt, agreement_id=agreement_id, reason=reason))
-    _print_agreement(agreement, json_output)
+    _print_agreement(_deliver(data_dir, agreement), json_output)
 
 
 @agreements_app.command("withdraw")
@@ -200,7 +268,7 @@ def withdraw(
 ) -> None:
     """Withdraw this node from the agreement (its grants end; the other parties' stand)."""
     agreement = _run(data_dir, lambda rt, s: service.withdraw(s, runtime=rt, agreement_id=agreement_id, reason=reason))
-    _print_agreement(agreement, json_output)
+    _print_agreement(_deliver(data_dir, agreement), json_output)
 
 
 @agreements_app.command("renew")
@@ -216,7 +284,7 @@ def renew(
     except ValueError:
         fail(f"--review-by {review_by!r} is not a date (YYYY-MM-DD)")
     agreement = _run(data_dir, lambda rt, s: service.renew(s, runtime=rt, agreement_id=agreement_id, review_by=day))
-    _print_agreement(agreement, json_output)
+    _print_agreement(_deliver(data_dir, agreement), json_output)
 
 
 @agreements_app.command("bundle")

@@ -9,6 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from registry import __version__
+from registry.cli.agreements import agreements_app
+from registry.cli.audit import audit_app
+from registry.cli.clients import clients_app
 from registry.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -18,6 +21,11 @@ from registry.cli.common import (
     print_json,
     settings_for,
 )
+from registry.cli.federation import directory_app, peers_app
+from registry.cli.localfed import federation_app
+from registry.cli.publications import install as install_publications
+from registry.cli.statistics import import_app, stats_app
+from registry.cli.synth import synth_app
 from registry.core.db import claim_database, make_engine, upgrade
 from registry.core.keys import KeyRing, KeyRingError
 from registry.core.settings import CONFIG_FILE_NAME, Settings, SettingsError, load_settings, write_config
@@ -31,6 +39,16 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="The node's signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(directory_app, name="directory")
+app.add_typer(peers_app, name="peers")
+app.add_typer(clients_app, name="clients")
+app.add_typer(audit_app, name="audit")
+app.add_typer(synth_app, name="synth")
+app.add_typer(agreements_app, name="agreements")
+app.add_typer(federation_app, name="federation")
+app.add_typer(import_app, name="import")
+app.add_typer(stats_app, name="stats")
+install_publications(app, synth=synth_app)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from registry.capacity.synth import region_las, store, synth_capacity
 from registry.cli.common import DataDirOption, JsonOption, fail, out_console, print_json, settings_for
+from registry.cli.statistics import synth_episodes
 from registry.core import domain
 from registry.core.db import make_engine, utcnow
 
@@ -95,3 +96,6 @@ def capacity(
             f"Synthetic capacity for {region} (seed {seed}): {summary['vacancies']} vacancies, "
             f"{summary['secure_homes']} secure homes -> {where}"
         )
+
+
+synth_app.command("episodes")(synth_episodes)

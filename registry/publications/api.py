@@ -25,7 +25,7 @@ from registry.core.audit.middleware import request_entry
 from registry.core.auth.deps import AnyRole, Publisher
 from registry.core.db import SessionDep
 from registry.core.node import NodeDep
-from registry.publications import compare, feecaps, service, signatures
+from registry.publications import compare, copies, feecaps, service, signatures
 from registry.publications.errors import SchemaNotFound
 from registry.publications.kinds import Kind
 from registry.publications.models import (
@@ -41,7 +41,7 @@ from registry.publications.models import (
     VersionSummary,
     WithdrawRequest,
 )
-from schemas import NeedLevel, SettingType
+from schemas import NeedLevel, Purpose, SettingType
 
 router = APIRouter(tags=["publications"])
 
@@ -100,10 +100,34 @@ def list_publications(
     verify: Annotated[bool, Query(description="Check every signature and report it per item.")] = False,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    scope: Annotated[
+        Literal["local", "national"],
+        Query(description="``national``: first gather every peer's current documents (verified), report each peer."),
+    ] = "local",
+    purpose: Annotated[
+        Literal["market-transparency", "placement-search"], Query(description="Why peers are asked (national).")
+    ] = "market-transparency",
 ) -> PublicationPage:
-    """This node's publications (latest version of each), by kind and date in force."""
+    """This node's publications (latest version of each), or with ``scope=national`` every region's it holds."""
+    peers = None
+    if scope == "national":
+        # The gather commits verified peer copies in its own transactions before this request's session reads.
+        peers = copies.gather_for(
+            node,
+            kinds=[kind] if kind is not None else list(Kind),
+            purpose=Purpose(purpose),
+            request_id=_request_id(request),
+            context=audit_context(request),
+        )
+        verify = True
     rows, next_cursor = service.list_latest(
-        session, node_ids=[node.node_id], kind=kind, effective_on=effective_on, state=state, limit=limit, cursor=cursor
+        session,
+        node_ids=None if scope == "national" else [node.node_id],
+        kind=kind,
+        effective_on=effective_on,
+        state=state,
+        limit=limit,
+        cursor=cursor,
     )
     keys = signatures.keys_for(node)
     items = [
@@ -111,7 +135,12 @@ def list_publications(
         for held in rows
     ]
     audit_context(request).result_count = len(items)
-    return PublicationPage(items=items, count=len(items), next_cursor=next_cursor)
+    return PublicationPage(items=items, count=len(items), next_cursor=next_cursor, peers=peers)
+
+
+def _request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
 
 
 @router.get("/v1/publications/{publication_id}", name="publications.get")

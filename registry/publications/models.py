@@ -174,12 +174,34 @@ class PublicationPublic(BaseModel):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
 
+class PeerReport(BaseModel):
+    """What became of one peer (for one kind) when this node gathered publications across regions.
+
+    ``outcome`` is ``ok``, ``refused`` (``reason`` says why: the peer's or this node's policy decision),
+    ``timeout``, ``unreachable``, ``bad-signature`` (the peer's answer, or one of its documents, failed
+    verification: ``rejected`` names each document and why) or ``error``. ``stored`` counts the verified
+    copies now held; a document that failed verification is never stored.
+    """
+
+    node_id: str
+    kind: str
+    dataset: str
+    outcome: str
+    reason: str | None = None
+    detail: str | None = None
+    agreement: str | None = None
+    received: int = 0
+    stored: int = 0
+    rejected: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+
+
 class PublicationPage(BaseModel):
-    """A page of publications (latest version of each)."""
+    """A page of publications (latest version of each); ``peers`` reports each peer asked (``scope=national``)."""
 
     items: list[PublicationPublic]
     count: int
     next_cursor: str | None = None
+    peers: list[PeerReport] | None = None
 
 
 class SchemaSummary(BaseModel):

@@ -60,9 +60,28 @@ def signer_for(node: Node) -> Signer:
     return Signer(node.node_id, node.settings.region_code, node.keys.active)
 
 
+PEER_KEYS_EXTENSION = "publications.peer_keys"
+"""``node.extensions`` slot where the federation layer puts its directory as a :data:`Keys` lookup for peers.
+
+The register may not import the federation, so the federation hands its lookup in (``federation.publications``).
+"""
+
+
 def keys_for(node: Node) -> Keys:
-    """The keys this node trusts for publications it holds (its own; phase 2 adds peers' from the directory)."""
-    return own_keys(node.node_id, node.keys)
+    """The keys this node trusts for publications it holds: its own ring, then peers' from the directory.
+
+    The peer lookup is read from ``node.extensions`` on every call, so a new directory — a node removed, a key
+    retired — applies at once; without one (a node outside any federation) only its own documents verify.
+    """
+    own = own_keys(node.node_id, node.keys)
+
+    def lookup(signer: str, kid: str) -> Ed25519PublicKey | None:
+        if signer == node.node_id:
+            return own(signer, kid)
+        peers: Keys | None = node.extensions.get(PEER_KEYS_EXTENSION)
+        return peers(signer, kid) if peers is not None else None
+
+    return lookup
 
 
 def iso_time(moment: datetime) -> str:

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from agreements import documents, exchange, signatures
 from agreements.keys import LocalKeys, PartyKey
 from agreements.ledger import EventRecord, SignatureRecord, StoredVersion, bump_revision
-from agreements.models import AgreementEvent, AgreementSignature, AgreementVersion
+from agreements.models import AgreementDelivery, AgreementEvent, AgreementSignature, AgreementVersion
 from agreements.runtime import AgreementsRuntime
 from registry.core.db import make_engine, upgrade
 from registry.core.keys import KeyRing, public_jwk
@@ -177,7 +177,7 @@ class Party:
 def clean_agreements(engine: Engine) -> None:
     """Empty the agreement tables (the revision counter moves on, as after any write)."""
     with Session(engine) as session:
-        for table in (AgreementEvent, AgreementSignature, AgreementVersion):
+        for table in (AgreementDelivery, AgreementEvent, AgreementSignature, AgreementVersion):
             session.execute(delete(table))
         bump_revision(session)
         session.commit()

@@ -34,6 +34,9 @@ class AuditContext:
     peer: str | None = None
     result_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set once the request's entry has committed inside its own transaction (``append_in``): the audit
+    # middleware then writes no second entry for it.
+    recorded: bool = False
 
     def deny(self, reason: str) -> None:
         """Mark the request refused, keeping the first reason given."""

@@ -248,8 +248,11 @@ class TestSecureBedRoutes:
         items = client.get("/v1/capacity/secure-homes", headers=provider).json()["items"]
         assert [(h["urn"], h["region_code"], h["stale"]) for h in items] == [("SC900001", "E12000008", False)]
 
-    def test_national_scope_is_not_served_here_yet(self, app: FastAPI, client: TestClient) -> None:
+    def test_national_scope_without_a_federation_directory_is_unavailable(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
         response = client.get(
             "/v1/capacity/secure-beds", params={"scope": "national"}, headers=bearer(app, Role.commissioner)
         )
-        assert response.status_code == 422
+        assert response.status_code == 503  # no signed directory held: no peer can be asked or verified
+        assert response.headers["content-type"].startswith("application/problem+json")

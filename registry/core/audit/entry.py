@@ -1,0 +1,219 @@
+"""What one audit entry says, and the exact bytes its Merkle leaf covers.
+
+An entry is a flat JSON object with every field of :data:`FIELDS` present (``null`` when unknown), plus
+``extra`` when a part of the node added evidence of its own. It names who asked (actor, roles, peer), what
+for (action, dataset, purpose, agreement), what was decided and why, what happened (status, outcome, result
+count), and SHA-256 digests of the request body, the query string and the response body: never a body,
+query or child-level value in clear.
+
+The leaf hash is ``SHA-256(0x00 || JCS(entry))`` (RFC 9162 §2.1.1 over RFC 8785). The stored text *is* the
+canonical form, so anyone holding an entry can recompute its leaf. Entries are canonicalised on the hot path
+of every request, where the ``rfc8785`` package costs ~110 µs; for the values entries actually hold (ASCII
+keys, strings, safe integers, booleans, null, lists and objects of them) ``json.dumps`` with sorted keys and
+no whitespace produces the same bytes in ~14 µs, so that fast path is taken when the document qualifies and
+``rfc8785`` otherwise (a test checks the two agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from registry.core.audit.context import AuditContext
+from registry.core.db import utcnow
+from registry.core.merkle import leaf_hash
+from registry.core.signing import canonical
+
+ENTRY_VERSION = 1
+Direction = Literal["inbound", "outbound"]
+StreamPhase = Literal["start", "end", "aborted"]
+
+FIELDS: tuple[str, ...] = (
+    "v",
+    "time",
+    "node_id",
+    "request_id",
+    "direction",
+    "actor_type",
+    "actor_id",
+    "roles",
+    "issuer",
+    "method",
+    "action",
+    "status",
+    "dataset",
+    "purpose",
+    "agreement",
+    "decision",
+    "reason",
+    "peer",
+    "outcome",
+    "result_count",
+    "request_sha256",
+    "query_sha256",
+    "response_sha256",
+    "peer_signature",
+    "stream",
+)
+"""Every entry carries these keys, in this order in CSV exports; ``extra`` may follow."""
+
+# Copied into indexed columns of audit_entry for governance queries (entry field -> column).
+FILTER_COLUMNS: dict[str, str] = {
+    "actor_id": "actor_id",
+    "peer": "peer",
+    "agreement": "agreement",
+    "dataset": "dataset",
+    "purpose": "purpose",
+    "decision": "decision",
+    "action": "action",
+}
+
+MAX_TEXT = 512  # longest string kept in an entry: identifiers, never free text; also keeps index keys small
+MAX_SIGNATURE = 4096  # a peer's compact JWS response signature
+_SAFE_INTEGER = 2**53 - 1
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds (``2026-01-31T09:30:00.123456Z``): one spelling, so it round-trips."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """A string for an entry: clipped, and valid UTF-8 even if a token smuggled in a lone surrogate."""
+    if value is None:
+        return None
+    if type(value) is str and len(value) <= limit and value.isascii():
+        return value  # the common case, checked first
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit]
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _is_plain(value: object) -> bool:
+    """Whether ``json.dumps`` (sorted, compact) gives exactly the RFC 8785 form of ``value``."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+    if isinstance(value, list):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _is_plain(v) for k, v in value.items())
+    return False  # floats (ECMAScript number formatting differs from repr), tuples, anything else
+
+
+def canonical_entry(document: Mapping[str, Any]) -> bytes:
+    """RFC 8785 canonical bytes of an entry (fast path for plain documents, ``rfc8785`` otherwise)."""
+    doc = dict(document)
+    if _is_plain(doc):
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return canonical(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """An entry ready to store: its document, canonical bytes, leaf hash and the row to insert.
+
+    ``context`` links an entry written inside a request's own transaction (``append_in``) back to that
+    request, so the audit middleware knows not to write a second one once the transaction has committed.
+    """
+
+    document: dict[str, Any]
+    canonical: bytes
+    leaf_hash: bytes
+    time: datetime
+    context: AuditContext | None = field(default=None, compare=False)
+
+    def row(self) -> dict[str, Any]:
+        """The ``audit_entry`` row (unsequenced: ``seq`` stays NULL until the sequencer assigns it)."""
+        row: dict[str, Any] = {
+            "ts": self.time,
+            "entry": self.canonical.decode("utf-8"),
+            "leaf_hash": self.leaf_hash,
+        }
+        for name, column in FILTER_COLUMNS.items():
+            row[column] = self.document.get(name)
+        return row
+
+
+def prepare(document: Mapping[str, Any], *, time: datetime, context: AuditContext | None = None) -> PreparedEntry:
+    """Canonicalise and hash an entry document built by :func:`build_entry`."""
+    data = canonical_entry(document)
+    return PreparedEntry(dict(document), data, leaf_hash(data), time, context)
+
+
+def _count(value: object) -> int | None:
+    """A result count as a JSON-safe integer (anything else is not a count and is dropped)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+        return value
+    return None
+
+
+def build_entry(
+    *,
+    node_id: str,
+    direction: Direction,
+    action: str,
+    context: AuditContext | None = None,
+    time: datetime | None = None,
+    request_id: str | None = None,
+    method: str | None = None,
+    status: int | None = None,
+    outcome: str | None = None,
+    request_sha256: str | None = None,
+    query_sha256: str | None = None,
+    response_sha256: str | None = None,
+    peer_signature: str | None = None,
+    stream: StreamPhase | None = None,
+) -> PreparedEntry:
+    """Assemble, canonicalise and hash one entry from a request's :class:`AuditContext` and what happened.
+
+    Only identifiers, decisions and digests go in; strings are clipped to a few hundred characters.
+    """
+    ctx = context or AuditContext()
+    moment = time or utcnow()
+    document: dict[str, Any] = {
+        "v": ENTRY_VERSION,
+        "time": format_time(moment),
+        "node_id": node_id,
+        "request_id": _text(request_id),
+        "direction": direction,
+        "actor_type": ctx.actor_type,
+        "actor_id": _text(ctx.actor_id),
+        "roles": sorted({t for t in (_text(r) for r in ctx.roles) if t is not None}),
+        "issuer": _text(ctx.issuer),
+        "method": _text(method),
+        "action": _text(action),
+        "status": _count(status),
+        "dataset": _text(ctx.dataset),
+        "purpose": _text(ctx.purpose),
+        "agreement": _text(ctx.agreement),
+        "decision": ctx.decision if ctx.decision in ("permit", "deny") else None,
+        "reason": _text(ctx.reason),
+        "peer": _text(ctx.peer),
+        "outcome": _text(outcome),
+        "result_count": _count(ctx.result_count),
+        "request_sha256": _text(request_sha256),
+        "query_sha256": _text(query_sha256),
+        "response_sha256": _text(response_sha256),
+        "peer_signature": _text(peer_signature, MAX_SIGNATURE),
+        "stream": stream,
+    }
+    plain = True
+    if ctx.extra:
+        document["extra"] = json.loads(json.dumps(ctx.extra, default=str))  # JSON values only
+        plain = _is_plain(document["extra"])
+    if not plain:
+        return prepare(document, time=moment, context=context)
+    # Every other value was built above as a clipped string, a safe integer, a list of strings or null, so the
+    # fast canonical form applies without walking the document again.
+    data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return PreparedEntry(document, data, leaf_hash(data), moment, context)
