@@ -63,9 +63,7 @@ class TestProblemResponses:
         assert {e["path"] for e in body["errors"]} == {"/name", "/beds", "/dob"}
 
     def test_unparseable_json_is_400(self, probe: TestClient) -> None:
-        response = probe.post(
-            "/probe/items", content=b'{"name": ', headers={"content-type": "application/json"}
-        )
+        response = probe.post("/probe/items", content=b'{"name": ', headers={"content-type": "application/json"})
         assert_problem(response, 400, "malformed-json")
 
     def test_wrong_content_type_is_415(self, probe: TestClient) -> None:

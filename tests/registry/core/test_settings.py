@@ -37,9 +37,7 @@ class TestLoadSettings:
         assert settings.node_id == "rcc-ldn"
 
     def test_base_url_loses_its_trailing_slash(self, tmp_path: Path) -> None:
-        assert (
-            load_settings(data_dir=tmp_path, base_url="https://se.example/").base_url == "https://se.example"
-        )
+        assert load_settings(data_dir=tmp_path, base_url="https://se.example/").base_url == "https://se.example"
 
     @pytest.mark.parametrize(
         ("overrides", "setting"),

@@ -32,9 +32,7 @@ def resolver(ring: KeyRing):
 class TestCanonical:
     def test_key_order_and_whitespace_do_not_matter(self) -> None:
         assert (
-            canonical({"b": 1, "a": [1, 2]})
-            == canonical(json.loads('{ "a" : [1,2], "b":1 }'))
-            == b'{"a":[1,2],"b":1}'
+            canonical({"b": 1, "a": [1, 2]}) == canonical(json.loads('{ "a" : [1,2], "b":1 }')) == b'{"a":[1,2],"b":1}'
         )
 
     def test_rfc8785_number_and_string_forms(self) -> None:
@@ -93,9 +91,7 @@ class TestDetachedSignature:
     def test_alg_none_is_refused(self) -> None:
         ring = KeyRing.generate()
         header = (
-            base64.urlsafe_b64encode(
-                json.dumps({"alg": "none", "kid": ring.active.kid, "typ": TYP_AGREEMENT}).encode()
-            )
+            base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": ring.active.kid, "typ": TYP_AGREEMENT}).encode())
             .rstrip(b"=")
             .decode()
         )
@@ -121,9 +117,7 @@ class TestCompactAndJwt:
 
     def test_valid_token_is_accepted(self) -> None:
         ring = KeyRing.generate()
-        claims, kid = decode_jwt(
-            self._token(ring), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn"
-        )
+        claims, kid = decode_jwt(self._token(ring), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn")
         assert (claims["iss"], kid) == ("rcc-se", ring.active.kid)
 
     @pytest.mark.parametrize(
@@ -140,9 +134,7 @@ class TestCompactAndJwt:
         claims = {k: (now + v if k in ("iat", "exp") else v) for k, v in claims.items()}
         ring = KeyRing.generate()
         with pytest.raises(SignatureInvalid) as raised:
-            decode_jwt(
-                self._token(ring, **claims), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn"
-            )
+            decode_jwt(self._token(ring, **claims), typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn")
         assert raised.value.reason == reason
 
     def test_missing_jti_is_refused(self) -> None:
