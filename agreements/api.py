@@ -11,10 +11,12 @@ federation inbox that receives them is ``federation.agreements``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from agreements import bundle, outbox, service
 from agreements.lifecycle import State
@@ -27,8 +29,8 @@ from agreements.models import (
     SignRequest,
     VerifyReport,
 )
-from agreements.outbox import CourierDep
-from agreements.runtime import RuntimeDep
+from agreements.outbox import Courier, CourierDep
+from agreements.runtime import AgreementsRuntime, RuntimeDep
 from registry.core.audit.context import audit_context
 from registry.core.auth.deps import NodeAdmin, require
 from registry.core.auth.principal import Principal
@@ -103,6 +105,15 @@ def _request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+async def _change_and_deliver(
+    request: Request, runtime: AgreementsRuntime, courier: Courier, change: Callable[[Session], AgreementPublic]
+) -> AgreementPublic:
+    """Commit ``change`` and deliver it to the other parties, audited under this request."""
+    return await outbox.change_and_deliver(
+        runtime, courier, change, context=audit_context(request), request_id=_request_id(request)
+    )
+
+
 @router.post("/{agreement_id}/propose")
 async def propose_agreement(
     agreement_id: AgreementId,
@@ -115,14 +126,13 @@ async def propose_agreement(
     """Sign and propose a version, and send it with every signature and event to every other party's node
     (``deliveries``: each party's outcome; what was not delivered is retried)."""
     pin = body or SignRequest()
-    return await outbox.change_and_deliver(
+    return await _change_and_deliver(
+        request,
         runtime,
         courier,
         lambda session: service.propose(
             session, runtime=runtime, agreement_id=agreement_id, version=pin.version, sha256=pin.sha256
         ),
-        context=audit_context(request),
-        request_id=_request_id(request),
     )
 
 
@@ -138,14 +148,13 @@ async def sign_agreement(
     """Sign a version with this node's key (pin the digest you have read with ``sha256``); once the agreement
     has been proposed, the signature is sent to every other party."""
     pin = body or SignRequest()
-    return await outbox.change_and_deliver(
+    return await _change_and_deliver(
+        request,
         runtime,
         courier,
         lambda session: service.sign(
             session, runtime=runtime, agreement_id=agreement_id, version=pin.version, sha256=pin.sha256
         ),
-        context=audit_context(request),
-        request_id=_request_id(request),
     )
 
 
@@ -159,12 +168,11 @@ async def revoke_agreement(
     request: Request,
 ) -> AgreementPublic:
     """Revoke the agreement (a signed event; takes effect here at once and is sent to every other party)."""
-    return await outbox.change_and_deliver(
+    return await _change_and_deliver(
+        request,
         runtime,
         courier,
         lambda session: service.revoke(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason),
-        context=audit_context(request),
-        request_id=_request_id(request),
     )
 
 
@@ -178,12 +186,11 @@ async def withdraw_from_agreement(
     request: Request,
 ) -> AgreementPublic:
     """Withdraw this node from the agreement: its grants end, the other parties' stand (sent to every party)."""
-    return await outbox.change_and_deliver(
+    return await _change_and_deliver(
+        request,
         runtime,
         courier,
         lambda session: service.withdraw(session, runtime=runtime, agreement_id=agreement_id, reason=body.reason),
-        context=audit_context(request),
-        request_id=_request_id(request),
     )
 
 
@@ -197,14 +204,13 @@ async def renew_agreement(
     request: Request,
 ) -> AgreementPublic:
     """Sign this node's renewal to a new review date (counts once every party has renewed; sent to every party)."""
-    return await outbox.change_and_deliver(
+    return await _change_and_deliver(
+        request,
         runtime,
         courier,
         lambda session: service.renew(
             session, runtime=runtime, agreement_id=agreement_id, review_by=body.review_by, version=body.version
         ),
-        context=audit_context(request),
-        request_id=_request_id(request),
     )
 
 

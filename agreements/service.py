@@ -152,10 +152,7 @@ def sign(
 
 def revoke(session: Session, *, runtime: AgreementsRuntime, agreement_id: str, reason: str) -> AgreementPublic:
     """Revoke every live version this node is a party to; it takes effect at once (idempotent)."""
-    versions = versions_of(session, runtime=runtime, agreement_id=agreement_id)
-    mine = [v for v in versions if v.document.is_party(runtime.node_id)]
-    if not mine:
-        raise NotAParty(agreement_id, runtime.node_id)
+    mine = _versions_as_party(session, runtime, agreement_id)
     if all(runtime.node_id in v.facts.withdrawn for v in mine):
         raise AgreementStateConflict(
             agreement_id, _state(mine[-1], runtime), "this node has withdrawn; it cannot revoke for the others"
@@ -163,32 +160,40 @@ def revoke(session: Session, *, runtime: AgreementsRuntime, agreement_id: str, r
     targets = [v for v in mine if _state(v, runtime) in LIVE and runtime.node_id not in v.facts.withdrawn]
     if not targets and not any(_state(v, runtime) == State.revoked for v in mine):
         raise AgreementStateConflict(agreement_id, _state(mine[-1], runtime), "nothing left to revoke")
-    for target in targets:
-        _ingest_own(
-            session,
-            runtime=runtime,
-            document=target.document,
-            events=[_event(runtime, target.document, "revoked", reason=reason)],
-        )
-    _notify(session, runtime, [t for t in targets if _shared(t, runtime)])
-    return get(session, runtime=runtime, agreement_id=agreement_id)
+    return _record_event(session, runtime, agreement_id, targets, "revoked", reason)
 
 
 def withdraw(session: Session, *, runtime: AgreementsRuntime, agreement_id: str, reason: str) -> AgreementPublic:
     """End this node's part in every live version it is a party to; the other parties' grants stand."""
-    versions = versions_of(session, runtime=runtime, agreement_id=agreement_id)
-    mine = [v for v in versions if v.document.is_party(runtime.node_id)]
-    if not mine:
-        raise NotAParty(agreement_id, runtime.node_id)
+    mine = _versions_as_party(session, runtime, agreement_id)
     targets = [v for v in mine if _state(v, runtime) in LIVE and runtime.node_id not in v.facts.withdrawn]
     if not targets and not any(runtime.node_id in v.facts.withdrawn for v in mine):
         raise AgreementStateConflict(agreement_id, _state(mine[-1], runtime), "nothing left to withdraw from")
+    return _record_event(session, runtime, agreement_id, targets, "withdrawn", reason)
+
+
+def _versions_as_party(session: Session, runtime: AgreementsRuntime, agreement_id: str) -> list[Version]:
+    """The versions of ``agreement_id`` naming this node as a party; refused when there are none."""
+    mine = [
+        v
+        for v in versions_of(session, runtime=runtime, agreement_id=agreement_id)
+        if v.document.is_party(runtime.node_id)
+    ]
+    if not mine:
+        raise NotAParty(agreement_id, runtime.node_id)
+    return mine
+
+
+def _record_event(
+    session: Session, runtime: AgreementsRuntime, agreement_id: str, targets: list[Version], kind: str, reason: str
+) -> AgreementPublic:
+    """Sign ``kind`` on each target version, queue it for the other parties, and answer the agreement as changed."""
     for target in targets:
         _ingest_own(
             session,
             runtime=runtime,
             document=target.document,
-            events=[_event(runtime, target.document, "withdrawn", reason=reason)],
+            events=[_event(runtime, target.document, kind, reason=reason)],
         )
     _notify(session, runtime, [t for t in targets if _shared(t, runtime)])
     return get(session, runtime=runtime, agreement_id=agreement_id)
