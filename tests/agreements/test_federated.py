@@ -17,8 +17,8 @@ import pytest
 
 from tests.agreements.conftest import document, grant
 from tests.support import jose
-from tests.support.agreements import GM, LDN, NAT, SE, AgreementNodes, agreement_nodes, sign_document, wait_for
-from tests.support.nodes import run_cli
+from tests.support.agreements import GM, LDN, NAT, SE, AgreementNodes, agreement_nodes, sign_document
+from tests.support.nodes import run_cli, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

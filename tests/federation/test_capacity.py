@@ -30,10 +30,9 @@ from registry.core.settings import load_settings
 from tests.agreements.conftest import document, grant
 from tests.registry.capacity.factories import KENT, MANCHESTER, search_request, secure_home, vacancy
 from tests.registry.publications.documents import fee_cap
-from tests.support.agreements import wait_for
 from tests.support.databases import engine_name, fresh_database
 from tests.support.federation import PeerIdentity, configure, directory, sign, spec_entry, write_json
-from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, start_node
+from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, start_node, wait_for
 from tests.support.tokens import bearer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

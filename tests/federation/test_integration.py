@@ -40,22 +40,10 @@ from tests.support.federation import (
     token,
     write_json,
 )
-from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, run_cli, start_node
+from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, run_cli, start_node, wait_for
 
 pytestmark = pytest.mark.integration
 PING = "/federation/v1/ping"
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def ready_serial(base_url: str) -> int | None:

@@ -20,7 +20,8 @@ from registry.core.db import make_engine
 from registry.core.settings import load_settings
 from tests.agreements.conftest import document, grant
 from tests.registry.publications.documents import MANCHESTER, NW_REGION, fee_cap, placement_protocol
-from tests.support.agreements import GM, LDN, NAT, SE, AgreementNodes, agreement_nodes, wait_for
+from tests.support.agreements import GM, LDN, NAT, SE, AgreementNodes, agreement_nodes
+from tests.support.nodes import wait_for
 from tests.support.tokens import bearer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

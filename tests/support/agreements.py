@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -40,18 +39,6 @@ from tests.support.tokens import bearer as admin_bearer
 SE, GM, NAT, LDN = "rcc-south-east", "rcc-greater-manchester", "rcc-national", "rcc-london"
 START_TIMEOUT = 120.0  # a loaded 2-core CI machine can take many seconds to import the app
 AGREEMENT_TYP = "rcc-agreement+jws"
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def in_parallel(*jobs: Callable[[], Any]) -> list[Any]:
