@@ -52,7 +52,12 @@ AgreementId = Annotated[str, Depends(_agreement_id)]
 VersionQuery = Annotated[int | None, Query(ge=1, description="A version; default the newest.")]
 
 
-@router.post("", status_code=201, responses={200: {"description": "the identical document was already stored"}})
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "the identical document was already stored"}},
+    name="agreements.create",
+)
 def create_agreement(
     document: Annotated[dict[str, Any], Body(description="An agreement document (agreement.schema.json).")],
     session: SessionDep,
@@ -69,7 +74,7 @@ def create_agreement(
     return agreement
 
 
-@router.get("")
+@router.get("", name="agreements.list")
 def list_agreements(
     session: SessionDep,
     runtime: RuntimeDep,
@@ -92,7 +97,7 @@ def list_agreements(
     )
 
 
-@router.get("/{agreement_id}")
+@router.get("/{agreement_id}", name="agreements.get")
 def get_agreement(
     agreement_id: AgreementId, session: SessionDep, runtime: RuntimeDep, _: Reader, version: VersionQuery = None
 ) -> AgreementPublic:
@@ -114,7 +119,7 @@ async def _change_and_deliver(
     )
 
 
-@router.post("/{agreement_id}/propose")
+@router.post("/{agreement_id}/propose", name="agreements.propose")
 async def propose_agreement(
     agreement_id: AgreementId,
     runtime: RuntimeDep,
@@ -136,7 +141,7 @@ async def propose_agreement(
     )
 
 
-@router.post("/{agreement_id}/sign")
+@router.post("/{agreement_id}/sign", name="agreements.sign")
 async def sign_agreement(
     agreement_id: AgreementId,
     runtime: RuntimeDep,
@@ -158,7 +163,7 @@ async def sign_agreement(
     )
 
 
-@router.post("/{agreement_id}/revoke")
+@router.post("/{agreement_id}/revoke", name="agreements.revoke")
 async def revoke_agreement(
     agreement_id: AgreementId,
     body: ReasonRequest,
@@ -176,7 +181,7 @@ async def revoke_agreement(
     )
 
 
-@router.post("/{agreement_id}/withdraw")
+@router.post("/{agreement_id}/withdraw", name="agreements.withdraw")
 async def withdraw_from_agreement(
     agreement_id: AgreementId,
     body: ReasonRequest,
@@ -194,7 +199,7 @@ async def withdraw_from_agreement(
     )
 
 
-@router.post("/{agreement_id}/renew")
+@router.post("/{agreement_id}/renew", name="agreements.renew")
 async def renew_agreement(
     agreement_id: AgreementId,
     body: RenewRequest,
@@ -214,13 +219,13 @@ async def renew_agreement(
     )
 
 
-@router.get("/{agreement_id}/verify")
+@router.get("/{agreement_id}/verify", name="agreements.verify")
 def verify_agreement(agreement_id: AgreementId, session: SessionDep, runtime: RuntimeDep, _: Reader) -> VerifyReport:
     """Check every signature and event: who, with which key, valid or why not."""
     return bundle.verify(session, runtime=runtime, agreement_id=agreement_id)
 
 
-@router.get("/{agreement_id}/bundle", response_model=Bundle)
+@router.get("/{agreement_id}/bundle", response_model=Bundle, name="agreements.bundle")
 def agreement_bundle(agreement_id: AgreementId, session: SessionDep, runtime: RuntimeDep, _: Reader) -> JSONResponse:
     """Document, signatures and events of every version as one JSON file, for offline verification."""
     built = bundle.build(session, runtime=runtime, agreement_id=agreement_id)
