@@ -32,10 +32,18 @@ from federation.agreements import AgreementCourier
 from federation.directory import load_pinned_keys, verify_envelope
 from federation.errors import DirectoryRejected
 from federation.runtime import Federation
-from registry.cli.common import DataDirOption, JsonOption, err_console, fail, out_console, print_json, settings_for
+from registry.cli.common import (
+    DataDirOption,
+    JsonOption,
+    err_console,
+    fail,
+    keys_for,
+    out_console,
+    print_json,
+    settings_for,
+)
 from registry.core.db import make_engine, utcnow
 from registry.core.errors import NodeError
-from registry.core.keys import KeyRing, KeyRingError
 from registry.core.node import Node
 from registry.core.settings import SettingsError
 
@@ -60,10 +68,7 @@ DirectoryOption = Annotated[
 def _runtime(data_dir: Path, peers: KeyResolver | None = None) -> Iterator[tuple[AgreementsRuntime, Session]]:
     """This node's runtime and one session; commits if the command's work succeeds, like a request."""
     settings = settings_for(data_dir)
-    try:
-        keys = KeyRing.load(settings.effective_key_dir)
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
+    keys = keys_for(settings)
     engine = make_engine(settings.effective_database_url)
     runtime = AgreementsRuntime.standalone(node_id=settings.node_id, keys=keys, engine=engine, peers=peers)
     try:
@@ -87,10 +92,7 @@ def _deliver(data_dir: Path, agreement: AgreementPublic) -> AgreementPublic:
     if not any(d.state == outbox.PENDING for d in agreement.deliveries):
         return agreement
     settings = settings_for(data_dir)
-    try:
-        keys = KeyRing.load(settings.effective_key_dir)
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
+    keys = keys_for(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         try:

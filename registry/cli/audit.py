@@ -16,7 +16,16 @@ from typing import Annotated, Literal
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from registry.cli.common import ConfigOption, DataDirOption, JsonOption, err_console, fail, out_console, print_json
+from registry.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    JsonOption,
+    err_console,
+    fail,
+    keys_for,
+    out_console,
+    print_json,
+)
 from registry.cli.common import settings_for as _settings_for
 from registry.core.audit.context import AuditContext
 from registry.core.audit.entry import build_entry
@@ -25,17 +34,8 @@ from registry.core.audit.log import AuditLog, read_head, signed_head_of
 from registry.core.audit.service import EntryFilters, export_lines
 from registry.core.audit.verify import verify_log
 from registry.core.db import make_engine
-from registry.core.keys import KeyRing, KeyRingError
-from registry.core.settings import Settings
 
 audit_app = typer.Typer(help="The node's tamper-evident audit log.", no_args_is_help=True)
-
-
-def _keys(settings: Settings) -> KeyRing:
-    try:
-        return KeyRing.load(settings.effective_key_dir)
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
 
 
 @audit_app.command("verify")
@@ -49,7 +49,7 @@ def verify(
 ) -> None:
     """Recompute every leaf and the whole tree; compare with the stored hashes and the signed tree head."""
     settings = _settings_for(data_dir, config)
-    jwks = _keys(settings).jwks()
+    jwks = keys_for(settings).jwks()
     engine = make_engine(settings.effective_database_url)
     try:
         with Progress(
@@ -107,7 +107,7 @@ def tree_head(
     engine = make_engine(settings.effective_database_url)
     try:
         if sequence:
-            AuditLog(engine=engine, node_id=settings.node_id, keys=_keys(settings)).sign_now()
+            AuditLog(engine=engine, node_id=settings.node_id, keys=keys_for(settings)).sign_now()
         with engine.connect() as conn:
             head = signed_head_of(read_head(conn))
     except AuditStoreError as exc:
@@ -160,7 +160,7 @@ def export(
     except ValueError as exc:
         fail(f"invalid filter: {str(exc).splitlines()[-1]}")
     engine = make_engine(settings.effective_database_url)
-    log = AuditLog(engine=engine, node_id=settings.node_id, keys=_keys(settings))
+    log = AuditLog(engine=engine, node_id=settings.node_id, keys=keys_for(settings))
     context = AuditContext(actor_type="operator", actor_id=_operator())
     try:
         log.insert_now(

@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from registry.core.keys import KeyRing, KeyRingError
 from registry.core.settings import DEFAULT_DATA_DIR, Settings, SettingsError, load_settings
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -39,6 +40,14 @@ def settings_for(data_dir: Path, config: Path | None = None, **overrides: Any) -
     try:
         return load_settings(config=config, data_dir=data_dir if config is None else None, **overrides)
     except SettingsError as exc:
+        fail(str(exc))
+
+
+def keys_for(settings: Settings) -> KeyRing:
+    """The node's key ring, failing with one line when it is missing or unreadable."""
+    try:
+        return KeyRing.load(settings.effective_key_dir)
+    except (KeyRingError, OSError) as exc:
         fail(str(exc))
 
 

@@ -22,9 +22,17 @@ from federation.errors import DirectoryRejected, DirectoryUnavailable
 from federation.fanout import PeerCall, fanout
 from federation.operator import build_directory, sign_directory
 from federation.runtime import Federation
-from registry.cli.common import ConfigOption, DataDirOption, JsonOption, fail, out_console, print_json, settings_for
+from registry.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    JsonOption,
+    fail,
+    keys_for,
+    out_console,
+    print_json,
+    settings_for,
+)
 from registry.core.db import make_engine, utcnow
-from registry.core.keys import KeyRing, KeyRingError
 from registry.core.node import Node
 from registry.core.settings import Settings, SettingsError
 from schemas.vocabulary import Purpose
@@ -61,10 +69,7 @@ def _rejected(exc: DirectoryRejected) -> str:
 
 
 def _federation(settings: Settings) -> Federation:
-    try:
-        keys = KeyRing.load(settings.effective_key_dir)
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
+    keys = keys_for(settings)
     node = Node(settings=settings, engine=make_engine(settings.effective_database_url), keys=keys, head_revisions=set())
     try:
         return Federation(node)
@@ -117,10 +122,9 @@ def directory_sign(
         fail(f"{file} does not hold a directory object")
     if document.get("operator") != settings.node_id:
         fail(f"the directory names operator {document.get('operator')!r}, but this node is {settings.node_id!r}")
+    keys = keys_for(settings)
     try:
-        envelope = sign_directory(document, KeyRing.load(settings.effective_key_dir))
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
+        envelope = sign_directory(document, keys)
     except DirectoryRejected as exc:
         fail(_rejected(exc))
     _write(envelope, out)

@@ -21,13 +21,22 @@ import typer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from registry.cli.common import DataDirOption, JsonOption, err_console, fail, out_console, print_json, settings_for
+from registry.cli.common import (
+    DataDirOption,
+    JsonOption,
+    err_console,
+    fail,
+    keys_for,
+    out_console,
+    print_json,
+    settings_for,
+)
 from registry.core.audit.context import AuditContext
 from registry.core.audit.entry import build_entry
 from registry.core.audit.log import append_in
 from registry.core.db import make_engine
 from registry.core.errors import NodeError, ValidationFailed
-from registry.core.keys import KeyRing, KeyRingError
+from registry.core.keys import KeyRing
 from registry.core.settings import Settings
 from registry.publications import service, signatures
 from registry.publications.errors import PublicationNotFound
@@ -60,10 +69,7 @@ class _Opened:
 @contextmanager
 def _node(data_dir: Path) -> Iterator[_Opened]:
     settings = settings_for(data_dir)
-    try:
-        keys = KeyRing.load(settings.effective_key_dir)
-    except (KeyRingError, OSError) as exc:
-        fail(str(exc))
+    keys = keys_for(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         yield _Opened(settings, keys, engine)
