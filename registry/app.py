@@ -34,6 +34,7 @@ from registry.core.node import Node
 from registry.core.settings import Settings, load_settings
 from registry.publications import api as publications_api
 from registry.statistics import api as statistics_api
+from registry.ui.install import install_ui
 
 DATASETS_REGIONAL = [
     "audit.tree-heads",
@@ -81,6 +82,8 @@ def create_app(
     app.include_router(statistics_api.router)
     install_agreements(node)
     app.include_router(agreements_api.router)
+    # Web pages at /ui/ over the same services; their session middleware sits inside the audit middleware.
+    install_ui(app, node)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     # Audit wraps the request-context middleware (so its 413/415/500 are recorded) and sits inside federation signing.
     install_audit(app, node)

@@ -196,6 +196,9 @@ def _prepare(root: Path, base_port: int | None) -> list[LocalNode]:
                 port=node.port,
                 json_output=False,
             )
+    for node in nodes:
+        # The web pages' development sign-in (pick a role, no identity provider): loopback base URLs only.
+        _configure(node, ui_dev_signin=True)
     return nodes
 
 
@@ -370,6 +373,7 @@ def _print_banner(nodes: list[LocalNode], report: data.Report, root: Path, elaps
     for node in nodes:
         say(f"  [bold]{node.member.name}[/] ({node.member.node_id})")
         say(f"      {node.base_url}    API docs: {node.base_url}/docs")
+        say(f"      web pages: {node.base_url}/ui/ (development sign-in: pick a role)")
         if node.member.kind == "national":
             say(f"      the signed directory: {node.base_url}/federation/v1/directory")
         for role, credentials in node.clients.items():

@@ -91,6 +91,7 @@ class LocalNode:
             "region_code": self.member.region_code,
             "base_url": self.base_url,
             "docs_url": f"{self.base_url}/docs",
+            "ui_url": f"{self.base_url}/ui/",
             "data_dir": str(self.data_dir),
             "log": str(self.log_path),
             "pid": self.process.pid if self.process is not None else None,

@@ -7,11 +7,13 @@ message that names the setting, never half-way through serving.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -100,6 +102,13 @@ class Settings(BaseSettings):
     operator_url: str | None = None
     directory_refresh_seconds: float = Field(default=300.0, gt=0, le=86400)
     directory_operator: bool = False
+    # Web pages at /ui/ (registry.ui): people sign in with an issuer of oidc_issuers (authorization code + PKCE;
+    # the issuer's audience is the client id, the secret is optional: a public client relies on PKCE alone).
+    # ui_dev_signin lets anyone pick a role without an identity provider: only for a local federation, so it
+    # refuses to start unless base_url is a loopback address.
+    ui_dev_signin: bool = False
+    ui_oidc_client_secret: str | None = None
+    ui_session_hours: float = Field(default=8.0, gt=0, le=24)
 
     @field_validator("node_id")
     @classmethod
@@ -130,6 +139,15 @@ class Settings(BaseSettings):
             raise ValueError("region_code: a regional node needs its ONS region code (E12…)")
         return self
 
+    @model_validator(mode="after")
+    def _dev_signin_only_on_loopback(self) -> Settings:
+        if self.ui_dev_signin and not is_loopback_url(self.base_url):
+            raise ValueError(
+                "ui_dev_signin: the development sign-in lets anyone pick any role; it is only allowed when "
+                "base_url is a loopback address (127.0.0.1, ::1, localhost)"
+            )
+        return self
+
     @property
     def effective_database_url(self) -> str:
         """The database URL; the embedded SQLite file in the data dir unless one is configured."""
@@ -154,6 +172,17 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine only (a loopback IP address or ``localhost``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # pydantic-settings reads the TOML path at class level; load_settings sets it for the one call it makes.

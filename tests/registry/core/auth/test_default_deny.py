@@ -26,6 +26,12 @@ PUBLIC = [
     r"/redoc",
     r"/openapi\.json",  # API documentation
     r"/federation/.*",  # node-to-node calls: guarded by signed request tokens, not local roles
+    # Web pages: signing in (nobody is signed in yet; the identity provider's callback arrives unauthenticated),
+    # signing out (ends whatever session the browser holds; CSRF-checked), and the pages' own stylesheet and
+    # script (the sign-in page needs them). Every other /ui/ page declares its roles.
+    r"/ui/sign-in(/dev|/oidc/\{number\}|/callback)?",
+    r"/ui/sign-out",
+    r"/ui/static/\{name\}",
 ]
 _PUBLIC = re.compile("|".join(f"(?:{pattern})" for pattern in PUBLIC))
 
