@@ -24,14 +24,17 @@ Outbound, :func:`install_capacity` puts three functions in ``node.extensions`` f
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import ValidationError
-from sqlmodel import Session
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 
 from agreements.policy import Decision, DenyReason, Snapshot, snapshot_of
@@ -65,7 +68,9 @@ from registry.core import domain
 from registry.core.audit.context import audit_context
 from registry.core.db import SessionDep, utcnow
 from registry.core.node import Node, NodeDep
-from registry.publications.feecaps import load_fee_caps
+from registry.publications.feecaps import FeeCaps, exact, load_fee_caps
+from registry.publications.kinds import Kind
+from registry.publications.models import Publication, PublicationVersion
 from schemas.vocabulary import Dataset, NeedLevel, PeerOutcome, Purpose, Reach
 
 router = APIRouter(prefix="/federation/v1/capacity", tags=["federation"])
@@ -216,23 +221,32 @@ def _refusal(entry: DirectoryNode, decision: Decision) -> PeerReport:
     )
 
 
+_RESULTS = TypeAdapter(list[SearchResult])
+
+
 def peer_results(body: Any, entry: DirectoryNode, *, now: datetime) -> list[SearchResult] | None:
     """A peer's answer as results credited to that peer, expired ones dropped; None if it is not an answer.
 
     The node id and region come from the directory, not the answer: a peer cannot pass off places as another
-    node's.
+    node's. They are put in before the list is validated (in one call), so no result is copied afterwards.
     """
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+    if not isinstance(body, dict) or not isinstance(items := body.get("results"), list):
         return None
+    if not all(isinstance(item, dict) for item in items):
+        return None
+    credited = [
+        {
+            **item,
+            "node_id": entry.node_id,
+            "region_code": entry.region_code or item.get("region_code"),
+        }
+        for item in items
+    ]
     try:
-        parsed = [SearchResult.model_validate(item) for item in body["results"]]
+        parsed = _RESULTS.validate_python(credited)
     except ValidationError:
         return None
-    return [
-        r.model_copy(update={"node_id": entry.node_id, "region_code": entry.region_code or r.region_code})
-        for r in parsed
-        if r.vacancy.valid_until > now
-    ]
+    return [r for r in parsed if r.vacancy.valid_until > now]
 
 
 async def peer_search(request: Request, search_request: SearchRequest) -> tuple[list[SearchResult], list[PeerReport]]:
@@ -296,27 +310,83 @@ def fee_caps(session: Session, now: datetime) -> FeeCheck:
     A vacancy names no need level, and the child's band is not part of the search, so a fee is within the cap
     when it is within the cap of *some* need level priced for its setting type where it is, over it when it
     exceeds every one, and null when no cap covers it: a fee above even the highest band is certainly over.
+    That is: within when it is at most the highest of those caps. The highest is looked up once per setting
+    type and LA in a search, not once per result and need level.
     """
-    caps = load_fee_caps(session, on=now.date(), upcoming=False)
+    caps = _fee_caps_held(session, now.date())
+    if not caps.in_force:
+        return _no_cap
     levels = [level.value for level in NeedLevel]
+    highest: dict[tuple[str, str], Decimal | None] = {}
+
+    def ceiling(setting_type: str, la_code: str) -> Decimal | None:
+        key = (setting_type, la_code)
+        if key not in highest:
+            found = [
+                held.caps[(setting_type, level)]
+                for level in levels
+                if (held := caps.find(setting_type, level, la_code)) is not None
+            ]
+            highest[key] = max(found) if found else None
+        return highest[key]
 
     def check(vacancy: VacancyDocument) -> bool | None:
-        known = [
-            within
-            for level in levels
-            if (
-                within := caps.within(
-                    setting_type=vacancy.setting_type.value,
-                    need_level=level,
-                    weekly_fee=vacancy.weekly_fee,
-                    la=vacancy.la_code,
-                )
-            )
-            is not None
-        ]
-        return any(known) if known else None
+        cap = ceiling(vacancy.setting_type.value, vacancy.la_code)
+        return None if cap is None else exact(vacancy.weekly_fee) <= cap
 
     return check
+
+
+# What the fee caps in force depend on, read by a statement built once: each fee-cap publication's latest
+# version, its digest, state and dates. Building the full query (ORM entities, documents) for every search
+# cost more than a search's own SQL; it is run again only when this changes.
+_pv, _pub = PublicationVersion, Publication
+_FEE_CAP_VERSIONS = (
+    select(
+        col(_pv.node_id),
+        col(_pv.publication_id),
+        col(_pv.version),
+        col(_pv.sha256),
+        col(_pv.state),
+        col(_pv.effective_from),
+        col(_pv.effective_to),
+        col(_pub.region_code),
+    )
+    .join(
+        _pub,
+        (col(_pub.node_id) == col(_pv.node_id))
+        & (col(_pub.id) == col(_pv.publication_id))
+        & (col(_pub.latest_version) == col(_pv.version)),
+    )
+    .where(col(_pv.kind) == Kind.fee_cap.value)
+    .order_by(col(_pv.node_id), col(_pv.publication_id))
+)
+_FEE_CAPS_KEPT = 32
+_fee_caps_cache: dict[tuple[date, tuple[tuple[Any, ...], ...]], FeeCaps] = {}
+_fee_caps_lock = threading.Lock()
+
+
+def _fee_caps_held(session: Session, on: date) -> FeeCaps:
+    """:func:`load_fee_caps` for ``on``, reused while the fee-cap versions held are the same (by digest)."""
+    key = (on, tuple(tuple(row) for row in session.connection().execute(_FEE_CAP_VERSIONS)))
+    with _fee_caps_lock:
+        found = _fee_caps_cache.get(key)
+    if found is None:
+        # Loaded in a session of its own on the same connection, then detached whole: the rows it keeps must
+        # outlive this request's session (whose commit would expire them), to serve the searches after it.
+        with Session(bind=session.connection()) as own:
+            found = load_fee_caps(own, on=on, upcoming=False)
+            own.expunge_all()
+        with _fee_caps_lock:
+            if len(_fee_caps_cache) >= _FEE_CAPS_KEPT:
+                _fee_caps_cache.clear()
+            _fee_caps_cache[key] = found
+    return found
+
+
+def _no_cap(_vacancy: VacancyDocument) -> None:
+    """The fee check where no cap is in force: nothing is known to be within or over one."""
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ national board

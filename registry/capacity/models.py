@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import sqlmodel
@@ -85,12 +86,24 @@ SEX_BITS: dict[Sex, int] = {Sex.female: 0, Sex.male: 1}
 
 def needs_mask(needs: Iterable[Need]) -> int:
     """The bitmask of a set of needs."""
+    return _needs_mask(tuple(needs))
+
+
+# The masks and lists below are cached: a search builds or ranks hundreds of vacancies, and there are only a
+# few dozen distinct need sets among them.
+@lru_cache(maxsize=4096)
+def _needs_mask(needs: tuple[Need, ...]) -> int:
     return sum(1 << NEED_BITS[need] for need in set(needs))
 
 
 def needs_of(mask: int) -> list[Need]:
-    """The needs in a bitmask, in vocabulary order."""
-    return [need for need, bit in NEED_BITS.items() if mask >> bit & 1]
+    """The needs in a bitmask, in vocabulary order (a new list: the caller may keep or change it)."""
+    return list(_needs_of(mask))
+
+
+@lru_cache(maxsize=4096)
+def _needs_of(mask: int) -> tuple[Need, ...]:
+    return tuple(need for need, bit in NEED_BITS.items() if mask >> bit & 1)
 
 
 def sexes_mask(sexes: Iterable[Sex]) -> int:
@@ -99,8 +112,11 @@ def sexes_mask(sexes: Iterable[Sex]) -> int:
 
 
 def sexes_of(mask: int) -> list[Sex]:
-    """The sexes in a bitmask, in vocabulary order."""
-    return [sex for sex, bit in SEX_BITS.items() if mask >> bit & 1]
+    """The sexes in a bitmask, in vocabulary order (a new list)."""
+    return list(_SEXES_OF[mask]) if 0 <= mask < len(_SEXES_OF) else []
+
+
+_SEXES_OF = [tuple(sex for sex, bit in SEX_BITS.items() if mask >> bit & 1) for mask in range(1 << len(SEX_BITS))]
 
 
 def fee_to_pence(fee: float) -> int:
@@ -109,8 +125,12 @@ def fee_to_pence(fee: float) -> int:
 
 
 def pence_to_fee(pence: int) -> float:
-    """Integer pence as pounds for JSON (the shortest float repr of a two-decimal amount is exact text)."""
-    return float(Decimal(pence) / 100)
+    """Integer pence as pounds for JSON (the shortest float repr of a two-decimal amount is exact text).
+
+    ``pence / 100`` is the double nearest the exact quotient (Python's integer division is correctly rounded),
+    the same double ``float(Decimal(pence) / 100)`` gives, at a fraction of the cost.
+    """
+    return pence / 100
 
 
 def live_la_problem(code: str) -> str | None:

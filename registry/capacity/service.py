@@ -386,10 +386,11 @@ def combine(
     judges the whole list. ``within_fee_cap_only`` drops the results known to be over a cap; a result no cap
     held here covers (``fee_within_cap`` null) is kept, since nothing says it exceeds one.
     """
-    results = [*local, *remote]
-    if fee_check is not None:
-        results = [r.model_copy(update={"fee_within_cap": fee_check(r.vacancy)}) for r in results]
-    if request.within_fee_cap_only:
-        results = [r for r in results if r.fee_within_cap is not False]
-    ranked = merge(results, (), request, now=now) if (remote or fee_check is not None) else results
+    if not remote and fee_check is not None and all(fee_check(r.vacancy) is None for r in local):
+        fee_check = None  # no cap covers any of them: the register's own ranking stands as it is
+    if remote or fee_check is not None:
+        # Marked, filtered, ranked and cut to the best in one pass: only the results kept are copied.
+        ranked = merge(local, remote, request, now=now, fee_check=fee_check, drop_over_cap=request.within_fee_cap_only)
+    else:
+        ranked = [r for r in local if not (request.within_fee_cap_only and r.fee_within_cap is False)]
     return SearchResponse(results=ranked, peers=list(peers), generated_at=now)
