@@ -81,6 +81,7 @@ def _audit(request: Request, dataset: Dataset, count: int) -> None:
 @router.put(
     "/vacancies/{vacancy_id}",
     responses={status.HTTP_201_CREATED: {"model": VacancyPublic, "description": "Created"}},
+    name="capacity.put_vacancy",
 )
 def put_vacancy(
     vacancy_id: VacancyId,
@@ -97,14 +98,14 @@ def put_vacancy(
     return vacancy
 
 
-@router.delete("/vacancies/{vacancy_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/vacancies/{vacancy_id}", status_code=status.HTTP_204_NO_CONTENT, name="capacity.delete_vacancy")
 def delete_vacancy(vacancy_id: VacancyId, session: SessionDep, request: Request, _: CapacityWriter) -> None:
     """Withdraw a vacancy."""
     service.delete_vacancy(session, vacancy_id)
     _audit(request, Dataset.capacity_vacancies, 1)
 
 
-@router.post("/vacancies:batch")
+@router.post("/vacancies:batch", name="capacity.put_vacancies")
 def put_vacancies(body: VacancyBatch, session: SessionDep, request: Request, _: CapacityWriter) -> VacancyBatchResult:
     """Create or replace up to 1,000 vacancies at once: all stored, or none (422 names each bad item's path)."""
     result = service.put_vacancies(session, body, now=utcnow())
@@ -112,7 +113,7 @@ def put_vacancies(body: VacancyBatch, session: SessionDep, request: Request, _: 
     return result
 
 
-@router.get("/vacancies")
+@router.get("/vacancies", name="capacity.list_vacancies")
 def list_vacancies(
     session: SessionDep,
     request: Request,
@@ -131,7 +132,7 @@ def list_vacancies(
     return page
 
 
-@router.get("/vacancies/{vacancy_id}")
+@router.get("/vacancies/{vacancy_id}", name="capacity.get_vacancy")
 def get_vacancy(vacancy_id: VacancyId, session: SessionDep, request: Request, _: VacancyReader) -> VacancyPublic:
     """One current vacancy."""
     vacancy = service.get_vacancy_or_raise(session, vacancy_id, now=utcnow())
@@ -142,6 +143,7 @@ def get_vacancy(vacancy_id: VacancyId, session: SessionDep, request: Request, _:
 @router.put(
     "/secure-homes/{urn}",
     responses={status.HTTP_201_CREATED: {"model": SecureHomePublic, "description": "Created"}},
+    name="capacity.put_secure_home",
 )
 def put_secure_home(
     urn: HomeUrn,
@@ -158,7 +160,7 @@ def put_secure_home(
     return home
 
 
-@router.get("/secure-homes")
+@router.get("/secure-homes", name="capacity.list_secure_homes")
 def list_secure_homes(session: SessionDep, request: Request, _: SecureHomeReader) -> SecureHomeList:
     """Secure children's homes with a current report; stale reports (over 24 hours old) are flagged."""
     homes = service.list_secure_homes(session, now=utcnow())
@@ -166,7 +168,7 @@ def list_secure_homes(session: SessionDep, request: Request, _: SecureHomeReader
     return homes
 
 
-@router.get("/secure-beds")
+@router.get("/secure-beds", name="capacity.secure_beds")
 async def secure_beds(
     session: SessionDep,
     request: Request,
@@ -192,7 +194,7 @@ async def secure_beds(
     return result
 
 
-@router.post("/search")
+@router.post("/search", name="capacity.search")
 async def search(
     body: SearchRequest, session: SessionDep, request: Request, node: NodeDep, _: Commissioner
 ) -> SearchResponse:
