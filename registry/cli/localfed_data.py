@@ -1,19 +1,22 @@
 """What ``rcc-node federation up`` puts into its nodes: clients, synthetic data and signed agreements.
 
 Each step is what the matching command does (``clients add``, ``synth capacity``, ``synth publications
---publish``, ``agreements draft|sign|bundle|import``), called in-process, and each is safe to repeat on a
-folder set up before: clients whose secret still opens them are reused, publications already held are
-skipped, capacity is refreshed (same seed, a later clock: every report is newer than the one it replaces), and
-an agreement already active on both parties is left alone — one that lapsed or was revoked gets a new version
-that supersedes it. Agreements travel as bundles, exactly as two RCCs without a live link would exchange them.
+--publish``, ``synth episodes`` + ``import episodes`` + ``stats build``, ``agreements draft|sign|bundle|import``),
+called in-process, and each is safe to repeat on a folder set up before: clients whose secret still opens them
+are reused, publications already held are skipped, capacity is refreshed (same seed, a later clock: every report
+is newer than the one it replaces), statistics are made once (a node that holds a release keeps it), and an
+agreement already active on both parties is left alone — one that lapsed or was revoked gets a new version that
+supersedes it. Agreements travel as bundles, exactly as two RCCs without a live link would exchange them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -38,6 +41,10 @@ from registry.core.db import make_engine, utcnow
 from registry.core.errors import NodeError
 from registry.core.keys import KeyRing
 from registry.core.settings import Settings
+from registry.statistics import service as statistics
+from registry.statistics.errors import ReleaseNotFound
+from registry.statistics.synth import COLUMNS as EPISODE_COLUMNS
+from registry.statistics.synth import generate_rows
 from schemas.vocabulary import Dataset, Purpose, Role
 
 T = TypeVar("T")
@@ -50,6 +57,9 @@ PUBLICATIONS = (
     Dataset.publications_fee_caps,
 )
 AGREEMENT_YEARS = 2
+# Synthetic children looked after per LA: enough for tables with figures in them, few enough to make a region's
+# episodes, import them and build its release in a second or two (once per folder: later runs keep it).
+STATISTICS_CHILDREN_PER_LA = 120
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,7 @@ def provision(targets: list[Target], *, root: Path, seed: int) -> Report:
             if target.member.kind == "regional":
                 _capacity(target, seed)
                 _publications(target, seed)
+                _statistics(target, seed)
         peers = StaticKeys.from_jwks({t.member.node_id: t.keys.jwks() for t in targets})
         runtimes = {
             t.member.node_id: AgreementsRuntime.standalone(
@@ -338,6 +349,64 @@ def _publications(target: Target, seed: int) -> None:
     outcomes = [item.get("outcome", "") for item in json.loads(printed.getvalue())]
     published = sum(1 for o in outcomes if o == "published")
     err_console.print(f"{target.member.folder}: {published} publications published, {len(outcomes) - published} held")
+
+
+def _statistics(target: Target, seed: int, *, today: date | None = None) -> None:
+    """``synth episodes`` and ``import episodes`` for each of the node's LAs, then ``stats build``: a signed release.
+
+    Done once: a node that holds a release keeps it (and the episodes it was built from). Episodes are made in
+    memory and imported as a CSV stream, as the command reads a file, all in one transaction with the build, so
+    an interrupted first run leaves nothing and the next one starts again. The year is the latest collection
+    year that has ended; GM imports its ten boroughs only, so the rest of the North West shows as missing.
+    """
+    started = time.monotonic()
+    member, settings = target.member, target.settings
+    region = str(member.region_code)
+    year = latest_collection_year(today or utcnow().date())
+    las = list(member.las) or statistics.area_las(region)
+    salt = statistics.load_salt(settings.data_dir)
+    with Session(target.db) as session:
+        try:
+            held = statistics.get_release_or_raise(session)
+        except ReleaseNotFound:
+            held = None
+        if held is not None:
+            err_console.print(f"{member.folder}: statistics release {held.version} ({held.year}) kept")
+            return
+        try:
+            episodes = sum(
+                statistics.import_episodes(
+                    session, _episode_file(la, year, seed), la=la, year=year, salt=salt, area_code=region
+                ).episodes
+                for la in las
+            )
+            release = statistics.build_release(
+                session, node_id=settings.node_id, area_code=region, key=target.keys.active, year=year
+            )
+        except NodeError as exc:
+            err_console.print(f"[yellow]{member.folder}: no statistics ({exc.code}: {exc.detail})[/]")
+            return
+        version = release.version
+        session.commit()
+    err_console.print(
+        f"{member.folder}: {episodes} synthetic episodes of {len(las)} LAs, statistics release {version} ({year}) "
+        f"signed in {time.monotonic() - started:.1f} s"
+    )
+
+
+def latest_collection_year(today: date) -> int:
+    """The SSDA903 collection year (ending 31 March) that ended most recently."""
+    return today.year if (today.month, today.day) > (3, 31) else today.year - 1
+
+
+def _episode_file(la: str, year: int, seed: int) -> io.StringIO:
+    """``rcc-node synth episodes --la LA --year YEAR``'s file, in memory."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(EPISODE_COLUMNS)
+    writer.writerows(generate_rows(la=la, year=year, children=STATISTICS_CHILDREN_PER_LA, seed=seed))
+    text.seek(0)
+    return text
 
 
 @contextlib.contextmanager

@@ -127,9 +127,12 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         cleanup(running)
 
 
-def import_and_build(data_dir: Path, tmp: Path, seed: int) -> list[dict[str, Any]]:
-    """An operator's ``import episodes`` for every LA of the node's region, then ``stats build``; the regional rows
-    of ``cla-placement-group`` as the node itself serves them."""
+def import_and_build(data_dir: Path, tmp: Path, seed: int) -> tuple[int, list[dict[str, Any]]]:
+    """An operator's ``import episodes`` for every LA of the node's region, then ``stats build``: the release's
+    version, and the regional rows of ``cla-placement-group`` as the node itself serves them.
+
+    ``federation up`` already built each region a release of its own synthetic episodes for the latest year;
+    this one, for ``YEAR``, is a later version beside it."""
     settings = load_settings(data_dir=data_dir)
     assert settings.region_code is not None
     engine = make_engine(settings.effective_database_url)
@@ -140,17 +143,20 @@ def import_and_build(data_dir: Path, tmp: Path, seed: int) -> list[dict[str, Any
                 path = tmp / f"{la}.csv"
                 write_episodes(path, la=la, year=YEAR, children=rng.randint(60, 160), seed=rng.randint(0, 9999))
                 service.import_episodes(session, path, la=la, year=YEAR, salt=SALT, area_code=settings.region_code)
-            service.build_release(
+            release = service.build_release(
                 session,
                 node_id=settings.node_id,
                 area_code=settings.region_code,
                 key=KeyRing.load(settings.effective_key_dir).active,
+                year=YEAR,
             )
             session.commit()
-            rows = service.local_table(session, "cla-placement-group").rows
+            version = release.version
+            rows = service.local_table(session, "cla-placement-group", year=YEAR).rows
     finally:
         engine.dispose()
-    return [r for r in rows if r["geographic_level"] == "Regional"]
+    assert version is not None
+    return version, [r for r in rows if r["geographic_level"] == "Regional"]
 
 
 def bearer_of(http: httpx.Client, node: dict[str, Any], role: str) -> dict[str, str]:
@@ -170,10 +176,11 @@ class TestOverRealNodes:
         self, fed: Any, tmp_path_factory: pytest.TempPathFactory
     ) -> None:
         regional = {node_id: fed.node(node_id) for node_id in (SE, GM, LDN)}
-        own = {
-            node["region_code"]: import_and_build(Path(node["data_dir"]), tmp_path_factory.mktemp(node_id), seed=n)
+        built = {
+            node_id: import_and_build(Path(node["data_dir"]), tmp_path_factory.mktemp(node_id), seed=n)
             for n, (node_id, node) in enumerate(regional.items())
         }
+        own = {regional[node_id]["region_code"]: rows for node_id, (_, rows) in built.items()}
         national = fed.node(NAT)
         with httpx.Client(timeout=60.0, trust_env=False) as http:
             headers = bearer_of(http, national, "analyst")
@@ -186,7 +193,8 @@ class TestOverRealNodes:
             body = response.json()
             peers = {p["peer"]: p for p in body["peers"]}
             assert set(peers) == set(regional)
-            assert all(p["verified"] and p["outcome"] == "ok" and p["release_version"] == 1 for p in peers.values())
+            assert all(p["verified"] and p["outcome"] == "ok" for p in peers.values())
+            assert {peer: p["release_version"] for peer, p in peers.items()} == {n: v for n, (v, _) in built.items()}
             expected_missing = sorted(set(english_regions()) - {n["region_code"] for n in regional.values()})
             assert body["missing_regions"] == expected_missing
             for region, mine in own.items():  # each region's rows arrive exactly as that node publishes them

@@ -124,10 +124,15 @@ def token(http: httpx.Client, node: dict[str, Any], client_id: str, secret: str)
 
 def governance_client(data_dir: str) -> tuple[str, str]:
     """``rcc-node clients add … --role governance`` on a node's folder, as its administrator would."""
+    return client_with_role(data_dir, "governance")
+
+
+def client_with_role(data_dir: str, role: str) -> tuple[str, str]:
+    """``rcc-node clients add … --role ROLE`` on a node's folder, as its administrator would."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RCC_DATA_DIR", data_dir)  # the command pins it for itself; keep that out of other tests
         result = CliRunner().invoke(
-            app, ["clients", "add", "Test governance officer", "--role", "governance", "--data-dir", data_dir, "--json"]
+            app, ["clients", "add", f"Test {role}", "--role", role, "--data-dir", data_dir, "--json"]
         )
     assert result.exit_code == 0, result.output
     made = json.loads(result.stdout)
@@ -244,6 +249,54 @@ class TestFederationUp:
         analyst = national["clients"]["analyst"]
         headers = token(http, national, analyst["client_id"], analyst["client_secret"])
         assert http.get(f"{national['base_url']}/v1/whoami", headers=headers).json()["roles"] == ["analyst"]
+
+
+class TestStatistics:
+    """Each regional node starts with a signed release of synthetic episodes; the national node combines them."""
+
+    TABLE = "cla-placement-group"
+    PUBLISHED = ("E12000008", "E12000007")  # South East and London: whole regions, so their totals are published
+    PARTIAL = ("E12000002",)  # GM's ten boroughs only: the rest of the North West is missing, so its totals are x
+
+    def test_a_region_serves_its_own_table(self, federation: Running, http: httpx.Client) -> None:
+        se = federation.node(SE)
+        headers = token(http, se, *client_with_role(se["data_dir"], "analyst"))
+        response = http.get(f"{se['base_url']}/v1/statistics/{self.TABLE}", headers=headers)
+        assert response.status_code == 200, response.text
+        table = response.json()
+        assert table["release_version"] == 1
+        regional = {r["placement_group"]: r["number"] for r in table["rows"] if r["geographic_level"] == "Regional"}
+        assert regional["Total"].isdigit() and int(regional["Total"]) > 0, regional
+
+    def test_the_national_node_serves_the_england_table_from_every_regions_signed_release(
+        self, federation: Running, http: httpx.Client
+    ) -> None:
+        national = federation.node(NAT)
+        analyst = national["clients"]["analyst"]
+        headers = token(http, national, analyst["client_id"], analyst["client_secret"])
+        response = http.get(
+            f"{national['base_url']}/v1/statistics/{self.TABLE}", params={"scope": "national"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        table = response.json()
+        assert table["scope"] == "national"
+        assert {p["peer"]: (p["outcome"], p["verified"]) for p in table["peers"]} == {
+            SE: ("ok", True),
+            GM: ("ok", True),
+            LDN: ("ok", True),
+        }
+        assert not {*self.PUBLISHED, *self.PARTIAL} & set(table["missing_regions"])
+        assert table["suppressed_regions"] == list(self.PARTIAL)
+        totals = {
+            r["region_code"]: r["number"]
+            for r in table["rows"]
+            if r["geographic_level"] == "Regional" and r["placement_group"] == "Total"
+        }
+        assert all(totals[region].isdigit() for region in self.PUBLISHED), totals
+        assert totals["E12000002"] == "x"
+        # Six regions run no node here: England cannot be summed, and says so rather than guess.
+        england = [r for r in table["rows"] if r["geographic_level"] == "National"]
+        assert england and {r["number"] for r in england} == {"x"}
 
 
 class TestStopAndRerun:

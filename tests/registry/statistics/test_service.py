@@ -107,6 +107,42 @@ class TestImport:
         assert (5, "DOB", REDACTED, "date-format") in errors
         assert stored(engine) == before  # the session rolled back: the earlier import stands, nothing half-written
 
+    def test_every_field_is_stored_as_read(self, engine: Engine, files: dict[str, Path]) -> None:
+        # Rows skip SQLAlchemy on the way in (executemany on SQLite, COPY on PostgreSQL): dates, booleans and
+        # blanks must still read back exactly as the parser made them.
+        do_import(engine, files["kent"])
+        expected = list(read_episodes(files["kent"], la=KENT, year=YEAR, salt=SALT))
+        with Session(engine) as session:
+            assert service.episodes_of(session, year=YEAR, las=[KENT]) == expected
+
+    def test_a_file_broken_after_rows_were_stored_leaves_nothing_of_it(
+        self, engine: Engine, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(service, "INSERT_BATCH", 50)  # many batches stored before the broken row is read
+        monkeypatch.setattr(service, "ROWS_PER_INSERT", 7)
+        before = do_import(engine, files["kent2"])
+        bad = broken(files["kent"], tmp_path / "late.csv", row=600, column="PLACE", value="Q9")
+        progress: list[int] = []
+        with Session(engine) as session, pytest.raises(InvalidEpisodeFile) as caught:
+            service.import_episodes(session, bad, la=KENT, year=YEAR, salt=SALT, progress=progress.append)
+        assert progress[-1] >= 550 and progress == sorted(progress)
+        assert [(e.row, e.column, e.rule) for e in caught.value.row_errors] == [(600, "PLACE", "code-list")]
+        assert stored(engine) == before
+
+    def test_batches_of_any_size_store_every_row(
+        self, engine: Engine, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(service, "INSERT_BATCH", 333)
+        monkeypatch.setattr(service, "ROWS_PER_INSERT", 10)
+        progress: list[int] = []
+        with Session(engine) as session:
+            result = service.import_episodes(
+                session, files["medway"], la=MEDWAY, year=YEAR, salt=SALT, progress=progress.append
+            )
+            session.commit()
+        assert result.episodes == stored(engine, MEDWAY) == progress[-1]
+        assert progress == [*range(333, result.episodes, 333), result.episodes]
+
     def test_an_la_outside_the_region_is_refused(self, engine: Engine, files: dict[str, Path]) -> None:
         with Session(engine) as session, pytest.raises(LaOutsideArea):
             service.import_episodes(session, files["kent"], la=KENT, year=YEAR, salt=SALT, area_code="E12000007")
