@@ -46,6 +46,25 @@ class DirectoryRecord(SQLModel, table=True):
     loaded_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class WitnessedHead(SQLModel, table=True):
+    """A peer's signed audit tree head as this node received it, with what witnessing concluded.
+
+    Kept for good: a head is evidence. The latest ``first`` or ``consistent`` head of a peer is the one its next
+    head must extend; an ``inconsistent`` head is kept beside it as proof that the peer's log forked.
+    """
+
+    __tablename__ = "federation_witnessed_head"
+
+    peer: str = Field(primary_key=True, max_length=63)
+    tree_size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    root_hash: str = Field(primary_key=True, max_length=64)
+    timestamp: datetime = Field(sa_type=UTCDateTime)
+    signature: str = Field(sa_type=Text)
+    witnessed_at: datetime = Field(sa_type=UTCDateTime)
+    verdict: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_type=Text)
+
+
 @dataclass(frozen=True)
 class Peer:
     """A peer node authenticated for one request; what the policy decision (issue 6) decides on.

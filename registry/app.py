@@ -94,6 +94,7 @@ def create_app(
     # Publications across regions: served to peers under agreements, gathered and verified from peers.
     install_publications(app, node)
     app.include_router(witness.router)
+    app.include_router(witness.local_router)
     install_statistics(app, node)
     # Capacity across regions: search and secure beds served to peers; fan-out, fee caps, national board.
     install_capacity(app, node)

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlmodel import Session
 
 from tests.agreements.conftest import document, grant
 from tests.support import jose
@@ -252,6 +254,66 @@ class TestInbox:
         response = fed.federated(LDN, GM, INBOX, method="POST", body=message | {"signatures": [active]})
         assert response.status_code == 200, response.text
         assert fed.state(GM, "gm-london") == "proposed"
+
+
+class TestWitnessing:
+    """Nodes keep each other's signed tree heads; a head that does not extend the one kept is caught."""
+
+    def test_a_witness_keeps_each_heads_and_catches_a_rewritten_log(self, fed: AgreementNodes) -> None:
+        make_active(fed, witnessing("se-gm-witness-round", [SE, GM]))
+        first = witness_round(fed, GM)[SE]
+        assert (first["verdict"], first["previous_size"]) == ("first", None), first
+
+        grown = wait_for(lambda: se_head_size(fed) > first["tree_size"] and se_head_size(fed), what="SE's log to grow")
+        second = witness_round(fed, GM)[SE]
+        assert second["verdict"] == "consistent", second
+        assert second["previous_size"] == first["tree_size"] and second["tree_size"] >= grown
+        state = httpx.get(fed.url(GM, "/v1/audit/witness"), headers=fed.governance[GM]).json()
+        assert {h["peer"]: h["tree_size"] for h in state["latest"]}[SE] == second["tree_size"]
+        assert state["inconsistencies"] == []
+
+        # GM's kept head no longer matches SE's history (as if SE had shown GM another log before): the next
+        # head cannot be proved to extend it, and GM keeps it as evidence.
+        engine = create_engine(database_url(fed, GM))
+        with Session(engine) as session:
+            session.execute(
+                text(
+                    "UPDATE federation_witnessed_head SET root_hash = :forged WHERE peer = :peer AND tree_size = :size"
+                ),
+                {"forged": "ab" * 32, "peer": SE, "size": second["tree_size"]},
+            )
+            session.commit()
+        engine.dispose()
+        wait_for(lambda: se_head_size(fed) > second["tree_size"], what="SE's log to grow again")
+        third = witness_round(fed, GM)[SE]
+        assert third["verdict"] == "inconsistent", third
+        assert "consistency proof" in third["detail"]
+        state = httpx.get(fed.url(GM, "/v1/audit/witness"), headers=fed.governance[GM]).json()
+        assert [(h["peer"], h["tree_size"]) for h in state["inconsistencies"]] == [(SE, third["tree_size"])]
+
+    def test_a_round_asks_no_peer_without_an_agreement_and_needs_the_governance_role(self, fed: AgreementNodes) -> None:
+        assert witness_round(fed, NAT) == {}  # the national node witnesses nobody here
+        refused = httpx.post(fed.url(GM, "/v1/audit/witness"), headers=fed.admin[GM])
+        assert refused.status_code == 403, refused.text
+        assert "governance" in refused.json()["detail"]
+
+
+def witness_round(fed: AgreementNodes, node_id: str) -> dict[str, dict[str, Any]]:
+    response = httpx.post(fed.url(node_id, "/v1/audit/witness"), headers=fed.governance[node_id], timeout=30)
+    assert response.status_code == 200, response.text
+    return {report["peer"]: report for report in response.json()["reports"]}
+
+
+def se_head_size(fed: AgreementNodes) -> int:
+    fed.api(SE, "GET", "/v1/agreements")  # every request is an audit entry: the log grows
+    head = fed.federated(GM, SE, TREE_HEAD, agreement="se-gm-witness-round")
+    assert head.status_code == 200, head.text
+    return int(head.json()["tree_head"]["tree_size"])
+
+
+def database_url(fed: AgreementNodes, node_id: str) -> str:
+    spec = fed.specs[node_id]
+    return spec.database_url or f"sqlite:///{spec.data_dir / 'node.db'}"
 
 
 class TestDelivery:
