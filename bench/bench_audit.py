@@ -3,7 +3,8 @@ and what auditing costs a trivial authenticated route.
 
 Run: ``.venv/bin/python bench/bench_audit.py`` (about 60-90 s; traffic to 127.0.0.1 only; needs PostgreSQL on
 127.0.0.1:5432 for the PostgreSQL figures, override with ``RCC_BENCH_POSTGRES_URL``; ``--quick`` uses 10^5
-entries instead of 10^6).
+entries instead of 10^6; ``--only=route`` runs part 4 alone, ``--only=append,latency`` parts 1 and 2 —
+any comma-separated prefixes of ``append_sqlite``, ``append_postgres``, ``latency``, ``route``, ``million``).
 
 Figures, all measured in this one run:
 

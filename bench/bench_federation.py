@@ -1,6 +1,7 @@
 """Federation transport benchmark: signed+verified+audited ping vs the same route plain; fan-out; hung peer.
 
 Run: ``.venv/bin/python bench/bench_federation.py`` (about a minute; traffic to 127.0.0.1 only).
+``--only=throughput`` runs part 1 alone (about 20 s), ``--only=fanout`` parts 2 and 3.
 
 1. Throughput, one uvicorn worker (uvloop + httptools), 10 concurrent keep-alive clients in another process:
    ``GET /federation/v1/ping`` on a real node (token verified against the directory, jti burnt in the replay
@@ -504,10 +505,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rcc-bench-fed-") as tmp:
         root = Path(tmp)
         template = template_db(root)
-        tp = throughput(root, template)
-        fo = fanout_bench(root, template)
+        only = next((arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--only=")), None)
+        tp = throughput(root, template) if only in (None, "throughput") else None
+        fo = fanout_bench(root, template) if only in (None, "fanout") else None
     out = print
     out("== federation transport benchmark (one worker, uvloop + httptools; 127.0.0.1) ==")
+    if tp is not None:
+        show_throughput(tp)
+    if fo is not None:
+        show_fanout(fo)
+    print(f"(bench took {time.perf_counter() - started:.0f} s)")
+
+
+def show_throughput(tp: dict[str, float]) -> None:
+    out = print
     out(f"ping, {CONNECTIONS} concurrent keep-alive clients, {ROUNDS} interleaved rounds of {ROUND_SECONDS:.0f} s:")
     labels = {
         "plain": "plain app, same handler (no token/audit/sig)",
@@ -521,6 +532,10 @@ def main() -> None:
         )
     out(f"  RATIO signed/plain = {tp['ratio']:.2f}   (target >= 0.40, stretch 0.50)")
     out(f"  ratio signed/twin  = {tp['ratio_twin']:.2f}   (the transport's own cost: same node, same audit)")
+
+
+def show_fanout(fo: dict[str, Any]) -> None:
+    out = print
     one, aio, hx = fo["one"], fo["aiohttp"], fo["httpx"]
     out(f"fan-out to {FANOUT_PEERS} real peer nodes ({aio['runs']} runs; signed, verified, audited):")
     out(f"  1 peer:   p50 {one['wall_p50']:.1f} ms  p99 {one['wall_p99']:.1f} ms")
@@ -546,7 +561,6 @@ def main() -> None:
         f" {fo['hung_late_max']:.1f} ms after the deadline (p99 {fo['hung_late_p99']:.1f} ms; target <= 30)"
     )
     out(f"  outcomes {fo['hung']['outcomes']}")
-    print(f"(bench took {time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,19 @@ def _called_url(federation: Federation, request: Request) -> str:
     return federation.base_url + path + ("?" + query.decode("latin-1") if query else "")
 
 
+def _has_body(scope: Scope) -> bool:
+    # HTTP/1.x: a request without Content-Length (or with 0) and without Transfer-Encoding has no body
+    # (RFC 9112 §6.3), so its bdh is that of b"" and the body need not be awaited through every receive
+    # wrapper. Other versions (HTTP/2 may send DATA without Content-Length) always read what arrives.
+    if scope.get("http_version") not in ("1.1", "1.0"):
+        return True
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if (lowered == b"content-length" and value != b"0") or lowered == b"transfer-encoding":
+            return True
+    return False
+
+
 async def authenticate_peer(request: Request) -> Peer:
     """Authenticate the calling node from its request token; refuse with 401 and the reason otherwise."""
     federation = federation_of(request)
@@ -85,7 +98,7 @@ async def authenticate_peer(request: Request) -> Peer:
         request.state.federation_jti = unverified_jti(token)
         audit.deny("directory-unavailable")
         raise
-    body = await request.body()
+    body = await request.body() if _has_body(request.scope) else b""
     try:
         verified = verify_request_token(
             token,

@@ -18,6 +18,7 @@ from federation import api
 from federation.client import OutboundAuditor
 from federation.guard import ResponseSignatureMiddleware
 from federation.runtime import Federation
+from registry.core.audit.recording import audit_log
 from registry.core.node import Node
 
 
@@ -28,6 +29,10 @@ def install_federation(
     federation = Federation(node, transport=transport, auditor=auditor)
     node.extensions["federation"] = federation
     federation.start()
+    # SQLite: jti claims share the audit log's writer lock, and so are written inline on the event loop.
+    lock = audit_log(node).sqlite_write_lock
+    if lock is not None:
+        federation.replay.share_write_lock(lock)
     node.readiness_checks.append(federation.store.readiness)
     app.include_router(api.router)
     # Federation calls are the node's hottest authenticated path and share no path with any other route:

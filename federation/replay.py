@@ -10,21 +10,33 @@ Why a sequencer: a commit per request would serialise every federated call on th
 a blocking driver call on the event loop. Claims instead queue up and one thread writes them in batches
 (``INSERT … ON CONFLICT DO NOTHING RETURNING jti``: the rows not returned were replays), one transaction per
 batch — group commit — while the event loop keeps serving.
+
+On SQLite a node has one writer at a time anyway, and handing each claim to a thread costs more than the
+write (a GIL hand-over and a wake-up per batch, measured as the largest single cost of a federated ping after
+the signature check). There, once :meth:`ReplayCache.share_write_lock` has given the cache the process's
+SQLite write lock (the audit log's, so claims and audit entries never meet SQLite's busy handler, which
+sleeps in milliseconds), the claims an event loop gathers in one turn are inserted on that loop at the end of
+the turn, over one kept connection that never waits: if the lock is taken or the write fails, the batch goes
+to the writer thread as before. Either way the claim is committed before ``claim`` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import PoolProxiedConnection
 
 from federation.models import ReplayEntry
+from registry.core.audit.store import SQLITE_BUSY_TIMEOUT_MS
 from registry.core.db import utcnow
 
 _Pending = tuple[str, str, datetime, "asyncio.Future[bool]"]
@@ -42,6 +54,22 @@ class ReplayCache:
         self._flusher: asyncio.Task[None] | None = None
         self._next_purge = time.monotonic() + purge_every_seconds
         self._insert_builder: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: threading.Lock | None = None
+        # Inline claims (SQLite with a shared write lock): per event loop, the claims of the current turn.
+        self._turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._inline_connection: PoolProxiedConnection | None = None
+        table = ReplayEntry.__table__  # type: ignore[attr-defined]
+        self._expires_bind = table.c.expires_at.type.bind_processor(engine.dialect)
+
+    def share_write_lock(self, lock: threading.Lock) -> None:
+        """SQLite only: serialise this cache's writes with the process's other writers under ``lock``.
+
+        Also turns on inline claims (see the module docstring). Ignored on other engines, whose writers do
+        not exclude each other.
+        """
+        if self._sqlite:
+            self._write_lock = lock
 
     async def claim(self, *, jti: str, issuer: str, expires_at: datetime) -> bool:
         """Record ``jti`` as used; True if this is its first use, False if it was seen before (a replay).
@@ -51,12 +79,77 @@ class ReplayCache:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((jti, issuer, expires_at, future))
+        item = (jti, issuer, expires_at, future)
+        if self._write_lock is not None:
+            turn = self._turn.get(loop)
+            if turn is None:
+                turn = self._turn[loop] = []
+                loop.call_soon(self._flush_turn, loop)
+            turn.append(item)
+        else:
+            self._to_thread(loop, [item])
+        return await future
+
+    def _to_thread(self, loop: asyncio.AbstractEventLoop, items: list[_Pending]) -> None:
+        self._pending.extend(items)
         flusher = self._flusher
         if flusher is None or flusher.done() or flusher.get_loop() is not loop:
             # (A flusher of another loop — an earlier test client's — will never run again: start one here.)
             self._flusher = loop.create_task(self._flush())
-        return await future
+
+    def _flush_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End of an event-loop turn: insert its claims here if the write lock is free, else via the thread."""
+        batch = self._turn.pop(loop, [])
+        lock = self._write_lock
+        if not batch or lock is None:
+            return
+        if not lock.acquire(blocking=False):
+            self._to_thread(loop, batch)
+            return
+        try:
+            fresh, replays = _split_repeats(batch)
+            inserted = self._insert_inline([(jti, issuer, exp) for jti, issuer, exp, _ in fresh])
+        except Exception:  # busy (another worker is writing) or anything else: let the writer thread try
+            self._to_thread(loop, batch)
+            return
+        finally:
+            lock.release()
+        for item in replays:
+            _settle(item[3], False)
+        for jti, _issuer, _exp, future in fresh:
+            _settle(future, jti in inserted)
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + self.purge_every_seconds
+            self._executor.submit(self.purge)
+
+    def _insert_inline(self, rows: list[tuple[str, str, datetime]]) -> set[str]:
+        """The claims in one transaction over the kept connection, never waiting for SQLite's lock."""
+        connection = self._inline_connection
+        self._inline_connection = None
+        if connection is None:
+            connection = self.engine.raw_connection()
+            _execute(connection, "PRAGMA busy_timeout=0")
+        process = self._expires_bind
+        marks = ", ".join(["(?, ?, ?)"] * len(rows))
+        params = [v for jti, issuer, exp in rows for v in (jti, issuer, process(exp) if process else exp)]
+        # Only placeholders are spliced in; every value travels as a bound parameter.
+        sql = (
+            f"INSERT INTO federation_replay (jti, issuer, expires_at) VALUES {marks} "  # noqa: S608
+            "ON CONFLICT (jti) DO NOTHING RETURNING jti"
+        )
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                inserted = {str(row[0]) for row in cursor.fetchall()}
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.invalidate()
+            raise
+        self._inline_connection = connection
+        return inserted
 
     def claim_now(self, *, jti: str, issuer: str, expires_at: datetime) -> bool:
         """Synchronous single claim (command line, tests)."""
@@ -66,14 +159,9 @@ class ReplayCache:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            fresh: list[_Pending] = []
-            seen: set[str] = set()
-            for item in batch:
-                if item[0] in seen:  # the same jti twice in one batch: the second is a replay
-                    _settle(item[3], False)
-                else:
-                    seen.add(item[0])
-                    fresh.append(item)
+            fresh, replays = _split_repeats(batch)
+            for item in replays:
+                _settle(item[3], False)
             try:
                 inserted = await loop.run_in_executor(
                     self._executor, self._insert, [(jti, issuer, exp) for jti, issuer, exp, _ in fresh]
@@ -93,6 +181,19 @@ class ReplayCache:
     def _insert(self, rows: list[tuple[str, str, datetime]]) -> set[str]:
         if not rows:
             return set()
+        with self._guard():
+            return self._insert_unlocked(rows)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        lock = self._write_lock
+        if lock is None:
+            yield
+        else:
+            with lock:
+                yield
+
+    def _insert_unlocked(self, rows: list[tuple[str, str, datetime]]) -> set[str]:
         table = ReplayEntry.__table__  # type: ignore[attr-defined]
         statement = (
             self._insert_builder(table)
@@ -106,13 +207,44 @@ class ReplayCache:
     def purge(self, now: datetime | None = None) -> int:
         """Delete claims whose tokens have expired beyond the clock skew; returns how many."""
         table = ReplayEntry.__table__  # type: ignore[attr-defined]
-        with self.engine.begin() as connection:
+        with self._guard(), self.engine.begin() as connection:
             result = connection.execute(delete(table).where(table.c.expires_at < (now or utcnow())))
             return int(result.rowcount)
 
     def close(self) -> None:
-        """Stop the writer thread (pending claims already handed to it still complete)."""
+        """Stop the writer thread (pending claims already handed to it still complete); drop the kept connection."""
         self._executor.shutdown(wait=False)
+        connection, self._inline_connection = self._inline_connection, None
+        if connection is not None:
+            lock = self._write_lock
+            if lock is not None and lock.acquire(timeout=5.0):
+                try:
+                    _execute(connection, f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                    connection.close()
+                finally:
+                    lock.release()
+
+
+def _split_repeats(batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+    """The first claim of each jti in a batch, and the repeats (replays within the batch itself)."""
+    fresh: list[_Pending] = []
+    repeats: list[_Pending] = []
+    seen: set[str] = set()
+    for item in batch:
+        if item[0] in seen:
+            repeats.append(item)
+        else:
+            seen.add(item[0])
+            fresh.append(item)
+    return fresh, repeats
+
+
+def _execute(connection: PoolProxiedConnection, statement: str) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
 
 
 def _settle(future: asyncio.Future[bool], value: bool) -> None:

@@ -7,164 +7,65 @@ base64url SHA-256 of the body bytes). Every response carries ``RCC-Response-Sign
 (``typ: rcc-response+jws``) over ``{jti, status, bdh, iat}`` of the response, so the caller can keep proof of
 what a peer said and when.
 
-Why this module parses and checks compact JWS itself instead of calling ``registry.core.signing``: it runs
-twice per federated request (verify the token, sign the answer) and twice per outbound call, and PyJWT 2.15's
-segment validation loops over every character in Python (~250 µs a token, more than the Ed25519 verify
-itself). The rules are the same as the core module's — EdDSA only, ``typ`` checked, ``kid`` resolved against
-trusted keys, strict base64url — and the error type is the core's :class:`SignatureInvalid`. Ed25519 runs on
-libsodium (PyNaCl) when it is installed (verify ~80 µs against ~180 µs with ``cryptography``), else on
-``cryptography``; both give identical results.
+The compact JWS itself (parsing, the libsodium signer and verifiers) is the fast path of
+:mod:`registry.core.signing`, the one module that does JWS; this module adds the federation's claims and checks.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from registry.core.keys import NodeKey, b64url
-from registry.core.signing import ALGORITHM, TYP_REQUEST, TYP_RESPONSE, SignatureInvalid
+from registry.core.keys import b64url
+from registry.core.signing import (
+    MAX_COMPACT_CHARS,
+    TYP_REQUEST,
+    TYP_RESPONSE,
+    ParsedJws,
+    SignatureInvalid,
+    Signer,
+    Verifier,
+    ed25519_verifier,
+    json_segment,
+    parse_compact,
+)
 from schemas.vocabulary import Purpose
 
 if TYPE_CHECKING:
     from federation.directory import Directory, DirectoryNode
 
-try:  # libsodium is optional: ~2x faster Ed25519; the product is correct without it.
-    import nacl.bindings as _sodium
-    import nacl.exceptions as _sodium_errors
-except ImportError:  # pragma: no cover - depends on the installation
-    _sodium = None  # type: ignore[assignment]
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "EMPTY_BODY_DIGEST",
+    "MAX_LIFETIME_SECONDS",
+    "RESPONSE_SIGNATURE_HEADER",
+    "ParsedJws",
+    "RequestToken",
+    "ResponseProof",
+    "Signer",
+    "TokenRefused",
+    "VerifiedRequest",
+    "Verifier",
+    "body_digest",
+    "build_request_token",
+    "ed25519_verifier",
+    "new_jti",
+    "parse_compact",
+    "sign_response",
+    "unverified_jti",
+    "verify_request_token",
+    "verify_response",
+]
 
 MAX_LIFETIME_SECONDS = 60
 CLOCK_SKEW_SECONDS = 30
 RESPONSE_SIGNATURE_HEADER = "RCC-Response-Signature"
 EMPTY_BODY_DIGEST = b64url(hashlib.sha256(b"").digest())
-_B64URL_SEGMENT = re.compile(r"^[A-Za-z0-9_-]*$")
 _JTI = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_MAX_TOKEN_CHARS = 8192
 _MAX_AGREEMENT_CHARS = 200
-
-Verifier = Callable[[bytes, bytes], bool]
-"""``verify(signature, message) -> bool`` for one public key, built once per key."""
-
-
-def ed25519_verifier(public: Ed25519PublicKey) -> Verifier:
-    """A fast verify function for one key (libsodium when available)."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    if _sodium is not None:
-        sodium = _sodium
-
-        def verify_sodium(signature: bytes, message: bytes) -> bool:
-            if len(signature) != 64:
-                return False
-            try:
-                sodium.crypto_sign_open(signature + message, raw)
-            except _sodium_errors.BadSignatureError:
-                return False
-            return True
-
-        return verify_sodium
-
-    def verify_cryptography(signature: bytes, message: bytes) -> bool:
-        try:
-            public.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
-
-    return verify_cryptography
-
-
-class Signer:
-    """Signs compact JWS with one node key; header segments are built once per ``typ``."""
-
-    def __init__(self, key: NodeKey) -> None:
-        if key.private is None:
-            raise ValueError(f"key {key.kid} is retired and cannot sign")
-        self.kid = key.kid
-        self._private: Ed25519PrivateKey = key.private
-        self._sign: Callable[[bytes], bytes] = key.private.sign
-        if _sodium is not None:
-            seed = key.private.private_bytes(
-                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-            )
-            _public, secret = _sodium.crypto_sign_seed_keypair(seed)
-            sodium = _sodium
-            self._sign = lambda message: sodium.crypto_sign(message, secret)[:64]
-        self._headers: dict[str, str] = {}
-
-    def compact(self, payload: Mapping[str, Any], *, typ: str) -> str:
-        """``b64(header).b64(payload).b64(signature)`` over compact, key-sorted JSON of ``payload``."""
-        head = self._headers.get(typ)
-        if head is None:
-            head = _b64json({"alg": ALGORITHM, "kid": self.kid, "typ": typ})
-            self._headers[typ] = head
-        signing_input = f"{head}.{_b64json(payload)}"
-        return f"{signing_input}.{b64url(self._sign(signing_input.encode('ascii')))}"
-
-
-def _b64json(value: Mapping[str, Any]) -> str:
-    return b64url(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-
-
-def _b64decode(segment: str) -> bytes:
-    if len(segment) % 4 == 1 or not _B64URL_SEGMENT.match(segment):
-        raise SignatureInvalid("malformed", "not base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise SignatureInvalid("malformed", "not base64url") from None
-
-
-def _json_object(segment: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(_b64decode(segment))
-    except ValueError:
-        raise SignatureInvalid("malformed", f"{what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise SignatureInvalid("malformed", f"{what} is not a JSON object")
-    return value
-
-
-@dataclass(frozen=True)
-class ParsedJws:
-    """A compact JWS split and decoded, not yet verified."""
-
-    header: dict[str, Any]
-    payload: dict[str, Any]
-    kid: str
-    signing_input: bytes
-    signature: bytes
-
-
-def parse_compact(token: str, *, typ: str) -> ParsedJws:
-    """Split and decode a compact JWS; check ``alg`` and ``typ``. Raises :class:`SignatureInvalid`."""
-    if not isinstance(token, str) or len(token) > _MAX_TOKEN_CHARS:
-        raise SignatureInvalid("malformed", "not a compact JWS")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise SignatureInvalid("malformed", "not a compact JWS (three dot-separated parts)")
-    header = _json_object(parts[0], "header")
-    if header.get("alg") != ALGORITHM:
-        raise SignatureInvalid("bad-algorithm", f"algorithm {header.get('alg')!r} is not accepted; only EdDSA")
-    if header.get("typ") != typ:
-        raise SignatureInvalid("wrong-type", f"type {header.get('typ')!r}, expected {typ!r}")
-    kid = header.get("kid")
-    if not isinstance(kid, str):
-        raise SignatureInvalid("no-key-id", "header names no kid")
-    payload = _json_object(parts[1], "payload")
-    signature = _b64decode(parts[2])
-    return ParsedJws(header, payload, kid, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
 
 
 def body_digest(body: bytes) -> str:
@@ -335,10 +236,10 @@ def verify_request_token(
 def unverified_jti(token: str) -> str | None:
     """The ``jti`` a token claims, without verifying anything (to echo it in a refusal's response signature)."""
     parts = token.split(".")
-    if len(parts) != 3 or len(token) > _MAX_TOKEN_CHARS:
+    if len(parts) != 3 or len(token) > MAX_COMPACT_CHARS:
         return None
     try:
-        jti = _json_object(parts[1], "payload").get("jti")
+        jti = json_segment(parts[1]).get("jti")
     except SignatureInvalid:
         return None
     return jti if isinstance(jti, str) and _JTI.match(jti) else None

@@ -7,10 +7,13 @@ and stamps ``X-Request-ID`` on every response — echoing a sane one from the cl
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -19,15 +22,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry.core.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode("ascii")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ACCEPTED_MEDIA_TYPES = ("application/json", "application/x-www-form-urlencoded")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 log = logging.getLogger("rcc.http")
 
 
+_id_source: tuple[int, str, Iterator[int]] | None = None
+
+
 def new_request_id() -> str:
-    """A random request id (URL-safe, 22 chars)."""
-    return secrets.token_urlsafe(16)
+    """A request id unique to this process (URL-safe, 22 chars): a random per-process prefix and a counter.
+
+    Request ids correlate responses, logs and audit entries; they are not secrets (a client may send its own),
+    so a counter behind 72 random bits serves, without a system call per request. A forked worker notices
+    the new process id and draws its own prefix.
+    """
+    global _id_source  # one source per process, replaced after a fork
+    source = _id_source
+    pid = os.getpid()
+    if source is None or source[0] != pid:
+        source = _id_source = (pid, secrets.token_urlsafe(9), itertools.count())
+    return f"{source[1]}{next(source[2]):010x}"
 
 
 def _problem(status: int, code: str, title: str, detail: str, request_id: str) -> tuple[Message, Message]:
@@ -63,21 +80,37 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        offered = headers.get(REQUEST_ID_HEADER, "")
-        request_id = offered if _SANE_REQUEST_ID.match(offered) else new_request_id()
+        # One pass over the raw headers for the four this layer reads (no dict of every header, no decoding).
+        offered = length = content_type = None
+        chunked = False
+        for raw_name, value in scope["headers"]:
+            name = raw_name.lower()
+            if name == b"x-request-id":
+                offered = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        offered_id = offered.decode("latin-1") if offered is not None else ""
+        request_id = offered_id if _SANE_REQUEST_ID.match(offered_id) else new_request_id()
+        request_id_bytes = request_id.encode("latin-1")
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def refuse(status: int, code: str, title: str, detail: str) -> None:
             for message in _problem(status, code, title, detail, request_id):
                 await send(message)
 
-        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await refuse(413, "payload-too-large", "Payload too large", f"body over {self.max_body_bytes} bytes")
             return
-        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-        if scope["method"] in _BODY_METHODS and has_body and not media_type_accepted(headers.get("content-type", "")):
+        has_body = (length is not None and length != b"0") or chunked
+        if (
+            has_body
+            and scope["method"] in _BODY_METHODS
+            and not media_type_accepted(content_type.decode("latin-1") if content_type is not None else "")
+        ):
             await refuse(
                 415,
                 "unsupported-media-type",
@@ -100,20 +133,17 @@ class RequestContextMiddleware:
                     raise HTTPException(413, f"body over {limit} bytes")
             return message
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
         started = False
 
-        async def send_tracking(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send_with_id(message)
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_BYTES, request_id_bytes)]
+            await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_tracking)
+            await self.app(scope, limited_receive, send_with_id)
         except Exception:
             # Last line of defence: log the internals, tell the client nothing about them.
             log.exception("unhandled error on %s %s [%s]", scope.get("method"), scope.get("path"), request_id)

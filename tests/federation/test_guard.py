@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from federation import store as store_module
+from federation.guard import _has_body
 from registry.core.db import utcnow
 from registry.core.keys import KeyRing
 from tests.support import jose
@@ -201,3 +202,22 @@ class TestAuditTrail:
             for e in entries
             if e["decision"] == "permit"
         )
+
+
+class TestBodyPresence:
+    """The guard skips awaiting a body only where HTTP/1.x guarantees there is none."""
+
+    @pytest.mark.parametrize(
+        ("version", "headers", "expected"),
+        [
+            ("1.1", [], False),
+            ("1.1", [(b"content-length", b"0")], False),
+            ("1.1", [(b"content-length", b"7")], True),
+            ("1.1", [(b"Content-Length", b"7")], True),
+            ("1.1", [(b"transfer-encoding", b"chunked")], True),
+            ("1.0", [], False),
+            ("2", [], True),  # HTTP/2 may send DATA frames without Content-Length: always read them
+        ],
+    )
+    def test_a_body_is_read_unless_the_protocol_rules_one_out(self, version, headers, expected) -> None:
+        assert _has_body({"type": "http", "http_version": version, "headers": headers}) is expected

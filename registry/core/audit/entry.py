@@ -11,14 +11,16 @@ canonical form, so anyone holding an entry can recompute its leaf. Entries are c
 of every request, where the ``rfc8785`` package costs ~110 µs; for the values entries actually hold (ASCII
 keys, strings, safe integers, booleans, null, lists and objects of them) ``json.dumps`` with sorted keys and
 no whitespace produces the same bytes in ~14 µs, so that fast path is taken when the document qualifies and
-``rfc8785`` otherwise (a test checks the two agree).
+``rfc8785`` otherwise (a test checks the two agree). :func:`build_entry` goes one step further for the
+entries it assembles itself: it knows every key and the type of every value, so it writes the sorted,
+compact form directly with the same C string encoder ``json.dumps`` uses (~4 µs), again checked by a test.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -80,7 +82,10 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds (``2026-01-31T09:30:00.123456Z``): one spelling, so it round-trips."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is C and pads the year to four digits, as strftime's %Y does here (~0.5 µs against ~6 µs).
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _text(value: object, limit: int = MAX_TEXT) -> str | None:
@@ -108,6 +113,44 @@ def _is_plain(value: object) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and k.isascii() and _is_plain(v) for k, v in value.items())
     return False  # floats (ECMAScript number formatting differs from repr), tuples, anything else
+
+
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
+# The sorted key order of an entry built by build_entry (``extra`` in its place when present), with each key's
+# ready-made ``"key":`` prefix.
+_SORTED_FIELDS = tuple((key, f'"{key}":') for key in sorted(FIELDS))
+_SORTED_FIELDS_EXTRA = tuple((key, f'"{key}":') for key in sorted((*FIELDS, "extra")))
+
+
+def _compact_value(value: object) -> str:
+    """One value as ``json.dumps`` writes it (compact, ``ensure_ascii=False``); plain values only."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is str:
+        return _encode_string(value)
+    if type(value) is int:
+        return str(value)
+    if type(value) is list:
+        return "[" + ",".join([_compact_value(item) for item in value]) + "]"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _assembled(document: Mapping[str, Any], keys: tuple[tuple[str, str], ...]) -> bytes:
+    """The sorted, compact JSON of ``document`` whose keys are exactly ``keys`` (already sorted)."""
+    parts: list[str] = []
+    for key, prefix in keys:
+        value = document[key]
+        if value is None:  # most fields of most entries, then strings: checked inline, before the general case
+            parts.append(prefix + "null")
+        elif type(value) is str:
+            parts.append(prefix + _encode_string(value))
+        else:
+            parts.append(prefix + _compact_value(value))
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
 def canonical_entry(document: Mapping[str, Any]) -> bytes:
@@ -214,6 +257,7 @@ def build_entry(
     if not plain:
         return prepare(document, time=moment, context=context)
     # Every other value was built above as a clipped string, a safe integer, a list of strings or null, so the
-    # fast canonical form applies without walking the document again.
-    data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # fast canonical form applies without walking the document again; the keys are known, so they are written
+    # in their sorted order directly (``extra``, if any, is plain and goes through json.dumps with sorted keys).
+    data = _assembled(document, _SORTED_FIELDS_EXTRA if "extra" in document else _SORTED_FIELDS)
     return PreparedEntry(document, data, leaf_hash(data), moment, context)

@@ -111,6 +111,15 @@ class AuditLog:
         # Both threads start again on demand if the log is used after all.
         event.listen(engine, "engine_disposed", self._engine_disposed)
 
+    @property
+    def sqlite_write_lock(self) -> threading.Lock | None:
+        """This process's SQLite writer lock (None on other engines), for the node's other hot writers to share.
+
+        SQLite admits one writer at a time; writers of one process that take turns under this lock never fall
+        into SQLite's busy handler, which sleeps in milliseconds.
+        """
+        return self._write_lock if self._sqlite else None
+
     def _engine_disposed(self, _engine: Engine) -> None:
         self.stop(0.0)
 

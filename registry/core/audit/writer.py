@@ -9,9 +9,10 @@ insert fails, every waiter gets :class:`AuditUnavailable` and its request answer
 
 Two paths, chosen per call:
 
-- **writer thread** (PostgreSQL always; SQLite when contended): a background thread drains a queue, inserts
-  the batch, and wakes each waiting event loop once per batch. The database round trip and fsync happen off
-  the event loop.
+- **writer thread** (PostgreSQL always; SQLite when contended): the entries an event loop gathers in one turn
+  are handed over as one queue item (one wake-up of the thread, not one per request); a background thread
+  drains the queue, inserts the batch, and wakes each waiting event loop once per batch
+  (``call_soon_threadsafe``). The database round trip and fsync happen off the event loop.
 - **inline** (SQLite, uncontended): entries of the requests an event loop finishes in one turn are inserted
   on that loop at the end of the turn: a local write of well under a millisecond, with no thread hand-off.
   Handing every entry to a thread cost a one-worker node about a third of its throughput on this machine
@@ -92,7 +93,7 @@ class EntryWriter:
         self._inserter = EntryInserter(engine)
         self._inline = engine.dialect.name == "sqlite" and lock is not None
         self._inline_inserter = EntryInserter(engine, busy_timeout_ms=0) if self._inline else None
-        self._inline_batches: dict[asyncio.AbstractEventLoop, list[tuple[PreparedEntry, asyncio.Future[None]]]] = {}
+        self._turn_batches: dict[asyncio.AbstractEventLoop, list[tuple[PreparedEntry, asyncio.Future[None]]]] = {}
 
     # ------------------------------------------------------------------------------------------------
 
@@ -113,14 +114,13 @@ class EntryWriter:
         """:meth:`append` for async code; the event loop keeps serving while the entry is stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        if self._inline:
-            batch = self._inline_batches.get(loop)
-            if batch is None:
-                batch = self._inline_batches[loop] = []
-                loop.call_soon(self._flush_inline, loop)
-            batch.append((entry, future))
-        else:
-            self._to_thread([(entry, future)])
+        # The entries of the requests this loop finishes in one turn leave together at the end of the turn:
+        # one inline insert, or one hand-over to the writer thread (one queue item, one wake-up).
+        batch = self._turn_batches.get(loop)
+        if batch is None:
+            batch = self._turn_batches[loop] = []
+            loop.call_soon(self._flush_turn, loop)
+        batch.append((entry, future))
         await future
 
     def stop(self, timeout: float) -> None:
@@ -149,12 +149,13 @@ class EntryWriter:
             observer.committed([entry for entry, _ in batch], time.perf_counter())
         self._on_commit()
 
-    def _flush_inline(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._inline_batches.pop(loop, [])
+    def _flush_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._turn_batches.pop(loop, [])
         if not batch:
             return
         lock, inserter = self._lock, self._inline_inserter
-        if lock is None or inserter is None:  # not an inline writer; nothing is ever queued here then
+        if not self._inline or lock is None or inserter is None:
+            self._to_thread(list(batch))
             return
         if not lock.acquire(blocking=False):
             self._to_thread(list(batch))  # the sequencer (or the writer thread) is writing: do not wait here
@@ -171,8 +172,7 @@ class EntryWriter:
 
     def _to_thread(self, batch: list[tuple[PreparedEntry, Any]]) -> None:
         self._ensure_thread()
-        for item in batch:
-            self._queue.put(item)
+        self._queue.put(batch)  # one item per batch: the writer thread wakes once for all of it
 
     def _ensure_thread(self) -> None:
         thread = self._thread
@@ -193,7 +193,7 @@ class EntryWriter:
                     continue
                 if item is _STOP:
                     return
-                batch = [item]
+                batch = list(item)
                 stop_after = False
                 while len(batch) < self.max_batch:
                     try:
@@ -203,8 +203,9 @@ class EntryWriter:
                     if item is _STOP:
                         stop_after = True
                         break
-                    batch.append(item)
-                self._write(batch)
+                    batch.extend(item)
+                for start in range(0, len(batch), self.max_batch):
+                    self._write(batch[start : start + self.max_batch])
                 if stop_after:
                     return
         finally:

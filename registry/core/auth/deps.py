@@ -61,6 +61,10 @@ class Authenticator:
         Node-issued tokens are checked inline (a cached signature check and one primary-key read); external
         tokens go to a worker thread, since their check may fetch the issuer's JWKS.
         """
+        if self.node_tokens.cache.get(token) is not None:
+            # Seen and verified as one of this node's tokens before: skip routing it by its issuer (expiry and
+            # the client's status are still checked on every use by verify).
+            return self.node_tokens.verify(token)
         issuer = _unverified_issuer(token)
         if issuer == self.base_url:
             return self.node_tokens.verify(token)

@@ -12,9 +12,12 @@ from registry.core.signing import (
     TYP_DESCRIPTOR,
     TYP_REQUEST,
     SignatureInvalid,
+    Signer,
     canonical,
     decode_jwt,
+    ed25519_verifier,
     encode_jwt,
+    parse_compact,
     sign_compact,
     sign_detached,
     verify_compact,
@@ -144,3 +147,50 @@ class TestCompactAndJwt:
         with pytest.raises(SignatureInvalid) as raised:
             decode_jwt(token, typ=TYP_REQUEST, resolve=resolver(ring), audience="rcc-ldn")
         assert raised.value.reason == "missing-claim"
+
+
+class TestFastCompactPath:
+    """The per-request JWS path (federation tokens, response signatures): same rules, checked independently."""
+
+    def test_signer_output_verifies_independently_of_the_product(self) -> None:
+        ring = KeyRing.generate()
+        token = Signer(ring.active).compact({"b": 1, "a": "x"}, typ=TYP_REQUEST)
+        assert jose.verify_compact(token, ring.jwks()["keys"][0]) == {"a": "x", "b": 1}
+        header = json.loads(jose.b64d(token.split(".")[0]))
+        assert header == {"alg": "EdDSA", "kid": ring.active.kid, "typ": TYP_REQUEST}
+
+    def test_parse_agrees_with_pyjwt_signed_tokens(self) -> None:
+        ring = KeyRing.generate()
+        token = sign_compact({"jti": "j" * 22, "n": 3}, ring.active, typ=TYP_REQUEST)
+        parsed = parse_compact(token, typ=TYP_REQUEST)
+        assert parsed.payload == {"jti": "j" * 22, "n": 3} and parsed.kid == ring.active.kid
+        verify = ed25519_verifier(ring.active.public)
+        assert verify(parsed.signature, parsed.signing_input)
+        assert not verify(parsed.signature, parsed.signing_input + b"x")
+        assert not verify(parsed.signature[:-1], parsed.signing_input)
+
+    def test_a_verifier_refuses_another_keys_signature(self) -> None:
+        ring, other = KeyRing.generate(), KeyRing.generate()
+        parsed = parse_compact(Signer(other.active).compact({"a": 1}, typ=TYP_REQUEST), typ=TYP_REQUEST)
+        assert not ed25519_verifier(ring.active.public)(parsed.signature, parsed.signing_input)
+
+    @pytest.mark.parametrize(
+        ("mangle", "reason"),
+        [
+            (lambda t: t.replace(".", "", 1), "malformed"),
+            (lambda t: "!" + t, "malformed"),
+            (lambda t: t + "x" * 9000, "malformed"),
+            (lambda t: jose.b64e(b"[1]") + t[t.index(".") :], "malformed"),
+            (
+                lambda t: jose.b64e(b'{"alg":"none","typ":"rcc-request+jwt","kid":"k"}') + t[t.index(".") :],
+                "bad-algorithm",
+            ),
+            (lambda t: jose.b64e(b'{"alg":"EdDSA","typ":"at+jwt","kid":"k"}') + t[t.index(".") :], "wrong-type"),
+            (lambda t: jose.b64e(b'{"alg":"EdDSA","typ":"rcc-request+jwt"}') + t[t.index(".") :], "no-key-id"),
+        ],
+    )
+    def test_malformed_or_foreign_tokens_are_refused_with_a_reason(self, mangle, reason: str) -> None:
+        token = Signer(KeyRing.generate().active).compact({"a": 1}, typ=TYP_REQUEST)
+        with pytest.raises(SignatureInvalid) as caught:
+            parse_compact(mangle(token), typ=TYP_REQUEST)
+        assert caught.value.reason == reason

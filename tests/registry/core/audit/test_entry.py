@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.core.audit.context import AuditContext
-from registry.core.audit.entry import FIELDS, MAX_TEXT, build_entry, canonical_entry
+from registry.core.audit.entry import FIELDS, MAX_TEXT, build_entry, canonical_entry, format_time
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text()
 json_values = st.recursive(
@@ -36,6 +37,36 @@ class TestCanonicalForm:
     def test_floats_and_non_ascii_keys_take_the_rfc8785_path(self) -> None:
         document = {"é": 1, "b": 1e21, "a": 0.1}
         assert canonical_entry(document) == rfc8785.dumps(document)
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        texts=st.lists(st.none() | st.text(max_size=40), min_size=8, max_size=8),
+        roles=st.lists(st.text(max_size=12), max_size=4),
+        numbers=st.lists(st.none() | st.integers(-(2**60), 2**60), min_size=2, max_size=2),
+        extra=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    )
+    def test_built_entries_are_exactly_rfc8785(self, texts, roles, numbers, extra) -> None:
+        # build_entry writes the canonical form itself (known keys, known value types): it must be the JCS bytes.
+        context = AuditContext(
+            actor_id=texts[0], roles=roles, issuer=texts[1], dataset=texts[2], purpose=texts[3], agreement=texts[4]
+        )
+        context.reason, context.peer, context.result_count = texts[5], texts[6], numbers[0]
+        if extra is not None:
+            context.extra = extra
+        try:
+            entry = build_entry(
+                node_id="rcc-test", direction="inbound", action=texts[7] or "a", context=context, status=numbers[1]
+            )
+            expected = rfc8785.dumps(entry.document)
+        except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+            return  # lone surrogates in ``extra`` keys: not JSON text at all
+        assert entry.canonical == expected
+
+    def test_time_has_one_spelling_whatever_the_zone(self) -> None:
+        moment = datetime(2026, 1, 31, 9, 30, 0, 0, tzinfo=UTC)
+        assert format_time(moment) == "2026-01-31T09:30:00.000000Z"
+        east = moment.astimezone(timezone(timedelta(hours=5, minutes=30)))
+        assert format_time(east) == format_time(moment) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def test_leaf_hash_is_rfc9162_over_the_stored_bytes(self) -> None:
         entry = build_entry(node_id="rcc-test", direction="inbound", action="x.y")

@@ -206,6 +206,25 @@ class TestWriter:
             log.stop()
             engine.dispose()
 
+    def test_one_loop_turns_entries_reach_the_writer_thread_as_one_batch(self, audit, monkeypatch) -> None:
+        writer = audit.writer
+        monkeypatch.setattr(writer, "_inline", False)  # the writer-thread path, as on PostgreSQL
+        batches: list[int] = []
+        original = writer._insert
+
+        def counting(inserter, rows) -> None:
+            batches.append(len(rows))
+            original(inserter, rows)
+
+        monkeypatch.setattr(writer, "_insert", counting)
+
+        async def many() -> None:
+            await asyncio.gather(*(audit.aappend(sample_entry(i)) for i in range(20)))
+
+        asyncio.run(many())
+        assert batches == [20]  # one hand-over, one transaction, every waiter released
+        assert audit.sequence_pending() == 20
+
     def test_stopped_log_restarts_on_the_next_append(self, audit) -> None:
         audit.append(sample_entry(1))
         audit.stop()
