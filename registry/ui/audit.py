@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import ValidationError
 
@@ -32,6 +32,37 @@ router = APIRouter(prefix="/ui", tags=["pages"], include_in_schema=False)
 PAGE_SIZE = 50
 _TEXT_FILTERS = ("actor", "peer", "agreement", "dataset", "purpose", "action")
 Text = Annotated[str, Query(max_length=200)]
+
+
+class FilterForm:
+    """The filter fields of the explorer and its CSV export, as typed (checked by ``_filters``)."""
+
+    def __init__(
+        self,
+        since: Text = "",
+        until: Text = "",
+        actor: Text = "",
+        peer: Text = "",
+        agreement: Text = "",
+        dataset: Text = "",
+        purpose: Text = "",
+        decision: Text = "",
+        action: Text = "",
+    ) -> None:
+        self.fields = {
+            "since": since,
+            "until": until,
+            "actor": actor,
+            "peer": peer,
+            "agreement": agreement,
+            "dataset": dataset,
+            "purpose": purpose,
+            "decision": decision,
+            "action": action,
+        }
+
+    def values(self) -> dict[str, str]:
+        return dict(self.fields)
 
 
 def _filters(
@@ -65,29 +96,11 @@ def explorer(
     request: Request,
     node: NodeDep,
     _principal: GovernanceUser,
-    since: Text = "",
-    until: Text = "",
-    actor: Text = "",
-    peer: Text = "",
-    agreement: Text = "",
-    dataset: Text = "",
-    purpose: Text = "",
-    decision: Text = "",
-    action: Text = "",
+    form: Annotated[FilterForm, Depends()],
     cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
 ) -> HTMLResponse:
     """Audit entries matching the filters, oldest first, a page at a time; export them as CSV."""
-    values = {
-        "since": since,
-        "until": until,
-        "actor": actor,
-        "peer": peer,
-        "agreement": agreement,
-        "dataset": dataset,
-        "purpose": purpose,
-        "decision": decision,
-        "action": action,
-    }
+    values = form.values()
     filters, errors = _filters(values)
     page = None
     if filters is not None:
@@ -143,28 +156,10 @@ def export(
     request: Request,
     node: NodeDep,
     _principal: GovernanceUser,
-    since: Text = "",
-    until: Text = "",
-    actor: Text = "",
-    peer: Text = "",
-    agreement: Text = "",
-    dataset: Text = "",
-    purpose: Text = "",
-    decision: Text = "",
-    action: Text = "",
+    form: Annotated[FilterForm, Depends()],
 ) -> StreamingResponse:
     """The entries matching the filters as CSV (streamed; bounded by the tree size when it began)."""
-    values = {
-        "since": since,
-        "until": until,
-        "actor": actor,
-        "peer": peer,
-        "agreement": agreement,
-        "dataset": dataset,
-        "purpose": purpose,
-        "decision": decision,
-        "action": action,
-    }
+    values = form.values()
     filters, errors = _filters(values)
     if filters is None:
         raise ValidationFailed(
