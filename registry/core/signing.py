@@ -199,21 +199,26 @@ def decode_jwt(
             leeway=leeway,
             options={"require": list(require)},
         )
-    except jwt.ExpiredSignatureError:
-        raise SignatureInvalid("expired", "token has expired") from None
-    except jwt.ImmatureSignatureError:
-        raise SignatureInvalid("issued-in-future", "token is not yet valid (iat or nbf in the future)") from None
-    except jwt.InvalidAudienceError:
-        raise SignatureInvalid("wrong-audience", "token is for another audience") from None
-    except jwt.InvalidIssuerError:
-        raise SignatureInvalid("wrong-issuer", "token is from another issuer") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise SignatureInvalid("missing-claim", f"token lacks the {exc.claim!r} claim") from None
-    except jwt.InvalidSignatureError:
-        raise SignatureInvalid("bad-signature", "token signature does not verify") from None
     except jwt.PyJWTError as exc:
-        raise SignatureInvalid("malformed", f"malformed token: {exc}") from None
+        raise SignatureInvalid(*jwt_refusal(exc)) from None
     return claims, str(header["kid"])
+
+
+def jwt_refusal(exc: jwt.PyJWTError, *, immature: str = "issued-in-future") -> tuple[str, str]:
+    """The reason code and detail a PyJWT refusal is reported with (every JWT check in the product uses these)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired", "token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return immature, "token is not yet valid (iat or nbf in the future)"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong-audience", "token is for another audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong-issuer", "token is from another issuer"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return "missing-claim", f"token lacks the {exc.claim!r} claim"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad-signature", "token signature does not verify"
+    return "malformed", f"malformed token: {exc}"
 
 
 # --- the fast compact path (per-request tokens and response signatures) ---------------------------------

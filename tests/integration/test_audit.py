@@ -7,7 +7,6 @@ processes, each with its own writer and sequencer, share one database exactly as
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +22,7 @@ from schemas.vocabulary import Role
 from tests.registry.core.audit import rfc9162
 from tests.support import jose
 from tests.support.databases import engine_name, fresh_database
-from tests.support.nodes import ServedNode, init_node, run_cli, start_node
+from tests.support.nodes import ServedNode, init_node, run_cli, start_node, wait_for
 from tests.support.tokens import access_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -49,12 +48,13 @@ def gov(node: ServedNode) -> dict[str, str]:
 
 def signed_head(http: httpx.Client, gov: dict[str, str], at_least: int) -> dict:
     """Poll until the signed tree head covers ``at_least`` entries (the sequencers run in the background)."""
-    deadline = time.monotonic() + 30
-    while True:
-        body = http.get("/v1/audit/tree-head", headers=gov).json()
-        if body["tree_head"]["tree_size"] >= at_least or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+
+    def covering() -> dict | None:
+        body: dict = http.get("/v1/audit/tree-head", headers=gov).json()
+        return body if body["tree_head"]["tree_size"] >= at_least else None
+
+    head: dict = wait_for(covering, what=f"a signed tree head of {at_least} entries")
+    return head
 
 
 def all_entries(http: httpx.Client, gov: dict[str, str]) -> list[dict]:

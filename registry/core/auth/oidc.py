@@ -28,6 +28,7 @@ from registry.core.auth.jwks import ASYMMETRIC_ALGORITHMS, key_algorithms
 from registry.core.auth.principal import Principal
 from registry.core.errors import ServiceUnavailable
 from registry.core.settings import OidcIssuer
+from registry.core.signing import jwt_refusal
 
 REFRESH_INTERVAL = 30.0
 MAX_SKEW_SECONDS = 60
@@ -173,20 +174,8 @@ class OidcVerifier:
                 leeway=MAX_SKEW_SECONDS,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenInvalid("expired", "token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenInvalid("not-yet-valid", "token is not yet valid (nbf or iat in the future)") from None
-        except jwt.InvalidAudienceError:
-            raise TokenInvalid("wrong-audience", "token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise TokenInvalid("wrong-issuer", "token is from another issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenInvalid("missing-claim", f"token lacks the {exc.claim!r} claim") from None
-        except jwt.InvalidSignatureError:
-            raise TokenInvalid("bad-signature", "token signature does not verify") from None
         except jwt.PyJWTError as exc:
-            raise TokenInvalid("malformed", f"malformed token: {exc}") from None
+            raise TokenInvalid(*jwt_refusal(exc, immature="not-yet-valid")) from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise TokenInvalid("malformed", "token's sub is not a string")

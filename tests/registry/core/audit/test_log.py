@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -22,6 +21,7 @@ from registry.core.node import Node
 from tests.registry.core.audit import rfc9162
 from tests.registry.core.audit.conftest import fill, sample_entry
 from tests.support import jose
+from tests.support.nodes import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -191,10 +191,8 @@ class TestWriter:
     def test_background_sequencer_signs_new_entries_without_being_asked(self, audit) -> None:
         audit.start()
         audit.append(sample_entry(1))
-        deadline = time.monotonic() + 10
-        while (head_of(audit) is None or head_of(audit).tree_head.tree_size < 1) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert head_of(audit).tree_head.tree_size == 1
+        head = wait_for(lambda: (h := head_of(audit)) is not None and h.tree_head.tree_size >= 1 and h, timeout=10)
+        assert head.tree_head.tree_size == 1
 
     def test_a_failed_write_is_reported_not_swallowed(self, db_url, keys) -> None:
         engine = make_engine(db_url)  # never migrated: no audit_entry table
