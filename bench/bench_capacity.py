@@ -11,11 +11,15 @@ local PostgreSQL on 127.0.0.1:5432 — ``RCC_BENCH_POSTGRES_URL`` to point elsew
    neighbours) run one after another, each in its own session, as a request would:
 
    * ``search_local`` on SQLite (WAL file, the embedded default);
-   * ``search_local`` on PostgreSQL (after ANALYZE, as autovacuum would do);
+   * ``search_local`` on PostgreSQL (after VACUUM ANALYZE, as autovacuum does within a minute of a bulk
+     load — PostgreSQL 13 and later vacuum after inserts too — which sets the visibility map the search's
+     index-only scan relies on; the run without it is printed too, for information);
    * ``POST /v1/capacity/search`` end to end on a real ``rcc-node serve`` (SQLite, one worker): bearer token
      check, search, JSON, audit — what a commissioner's client sees (for information).
 
-   Judged by p99 ÷ 20 ms (≤ 1.0 passes) for each engine.
+   Judged by p99 ÷ 20 ms (≤ 1.0 passes) for each engine. Each line also gives the CPU time a search took
+   (this process's thread, plus on PostgreSQL its server process's): on a shared machine the wall times
+   follow the load average, the CPU times much less.
 
 2. Search over 5 nodes. Five real ``rcc-node serve`` nodes (SQLite, one worker each) — South East, London,
    East, South West and West Midlands — with 4,000 synthetic vacancies each (20,000 in all), a directory
@@ -139,7 +143,11 @@ def summary(label: str, samples_ms: list[float], results: list[int], cpu_ms: lis
     return p[0.99]
 
 
-def load(url: str, vacancies: list[VacancyDocument], now: datetime, *, migrate: bool = True) -> None:
+def load(
+    url: str, vacancies: list[VacancyDocument], now: datetime, *, migrate: bool = True, fresh: bool = False
+) -> None:
+    """Migrate and store ``vacancies``; on PostgreSQL, vacuum and analyse as autovacuum would (``fresh``:
+    analyse only, as in the minute after a bulk load, before autovacuum has run)."""
     if migrate:
         upgrade(url)
     engine = make_engine(url)
@@ -149,30 +157,61 @@ def load(url: str, vacancies: list[VacancyDocument], now: datetime, *, migrate: 
                 put_vacancies(session, VacancyBatch(vacancies=vacancies[start : start + 1000]), now=now)
             session.commit()
         if engine.dialect.name == "postgresql":
-            with engine.begin() as connection:
-                connection.execute(text("ANALYZE capacity_vacancy"))
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("ANALYZE capacity_vacancy" if fresh else "VACUUM ANALYZE capacity_vacancy"))
     finally:
         engine.dispose()
 
 
 def run_service(url: str, bodies: list[dict[str, object]], now: datetime) -> tuple[list[float], list[int], list[float]]:
-    """Each search in its own session, as a request has; wall time, result counts, and this thread's CPU time."""
+    """Each search in its own session, as a request has; wall time, result counts, and the CPU time it took:
+    this thread's, plus on PostgreSQL its server process's (where this machine runs it and /proc shows it).
+
+    CPU time is what other work on a shared machine does not inflate (much): the figure to compare runs by
+    when the load average is high, as wall time then measures the scheduler as much as the search."""
     engine = make_engine(url)
     parsed = [SearchRequest.model_validate(body) for body in bodies]
     samples, counts, cpu = [], [], []
+    backend: int | None = None
     try:
         for index, request in enumerate(parsed):
+            server_started = backend_cpu_ns(backend)
             started, cpu_started = time.perf_counter(), time.thread_time()
             with Session(engine) as session:
                 found = search_local(session, request, now=now, node_id="rcc-bench", region_code=REGION)
+                serving = backend_pid(session)
             elapsed, cpu_used = (time.perf_counter() - started) * 1000, (time.thread_time() - cpu_started) * 1000
+            server_done = backend_cpu_ns(serving)
+            # The session's connection came from the pool: the server is counted only if it was the same one.
+            counted = serving is None
+            if serving is not None and serving == backend and server_started is not None and server_done is not None:
+                cpu_used += (server_done - server_started) / 1e6
+                counted = True
+            backend = serving
             if index >= WARMUP:
                 samples.append(elapsed)
                 counts.append(len(found))
-                cpu.append(cpu_used)
+                if counted:
+                    cpu.append(cpu_used)
     finally:
         engine.dispose()
     return samples, counts, cpu
+
+
+def backend_pid(session: Session) -> int | None:
+    """The PostgreSQL server process serving ``session`` (None on SQLite): psycopg knows it, no query needed."""
+    info = getattr(session.connection().connection.driver_connection, "info", None)
+    return getattr(info, "backend_pid", None)
+
+
+def backend_cpu_ns(pid: int | None) -> int | None:
+    """CPU time a local process has used, in ns (/proc/PID/schedstat); None if unknown or not readable."""
+    if pid is None:
+        return None
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def calibration_ms() -> float:
@@ -643,10 +682,13 @@ def main() -> None:
             ratios[label] = summary(label, *run_service(sqlite_url, bodies, now)) / TARGET_MS
             if not options.sqlite_only:
                 with postgres_database() as url:
+                    load(url, vacancies, now, fresh=True)
+                    # For information: before autovacuum has been by, the table is scanned instead.
+                    summary("search_local, PostgreSQL, not vacuumed", *run_service(url, bodies, now))
+                with postgres_database() as url:
                     load(url, vacancies, now)
                     label = "search_local, PostgreSQL"
-                    samples, counts, _client_cpu = run_service(url, bodies, now)  # the work is in the server
-                    ratios[label] = summary(label, samples, counts) / TARGET_MS
+                    ratios[label] = summary(label, *run_service(url, bodies, now)) / TARGET_MS
             if not options.no_http:
                 # For information: what a client sees adds auth, audit, JSON and HTTP to the search.
                 summary("POST /v1/capacity/search, SQLite node", *run_http(workdir, vacancies, bodies, now))

@@ -133,6 +133,15 @@ def pence_to_fee(pence: int) -> float:
     return pence / 100
 
 
+def la_number(code: str) -> int:
+    """An LA code as the integer its digits spell (``E06000035`` -> 6000035): one-to-one on valid codes.
+
+    The search looks each vacancy's distance up by it: comparing integers costs the database a fraction of
+    comparing text (PostgreSQL compares text through its collation), and it does so for every candidate.
+    """
+    return int(code[1:])
+
+
 def live_la_problem(code: str) -> str | None:
     """Why ``code`` cannot be used as a current LA (unknown or abolished), or None if it can."""
     la = domain.local_authorities().get(code)
@@ -168,8 +177,14 @@ def _canonical(values: list[StrEnum]) -> list[StrEnum]:
     """Distinct members of a closed vocabulary, in vocabulary order: one document, one spelling."""
     if not values:
         return values
-    order = {member: index for index, member in enumerate(type(values[0]).__members__.values())}
-    return sorted(_distinct(values), key=order.__getitem__)
+    return sorted(_distinct(values), key=_vocabulary_order(type(values[0])).__getitem__)
+
+
+@lru_cache(maxsize=64)
+def _vocabulary_order(vocabulary: type[StrEnum]) -> dict[StrEnum, int]:
+    """Each member's place in its vocabulary (cached: a node validates every result a peer sends, each with
+    its needs and sexes, and building this for each list was a third of that validation)."""
+    return {member: index for index, member in enumerate(vocabulary.__members__.values())}
 
 
 class AgeRange(BaseModel):
@@ -317,14 +332,32 @@ class Vacancy(SQLModel, table=True):
     """A stored vacancy, flattened for SQL filtering (see the module docstring)."""
 
     __tablename__ = "capacity_vacancy"
-    # No index on what the search filters by, on purpose. Nearly every stored vacancy is unexpired, and the
-    # common setting types are most of the register (children's homes ~40 %, IFA ~25 %), so an index on
-    # valid_until or setting_type selects little — yet SQLite (no STAT4) trusts it and fetches each row by a
-    # random lookup: measured 1.3-5x slower than the plain scan of 20,000 rows it otherwise does. LA and
-    # URN are selective and serve the list filters.
+    # The search reads its candidates from ix_capacity_vacancy_search alone: every column it filters on or
+    # scores by, and the id, so neither engine ever visits the table for a candidate (an index that held only
+    # some of them would send SQLite to the table by a random lookup per row: measured 1.3-5x slower than a
+    # plain scan). Nearly every vacancy is unexpired and most ages match most places, so no column narrows the
+    # search much; what the index buys is a scan of narrow entries instead of wide rows (names, timestamps as
+    # text on SQLite). The integers come first: PostgreSQL finds their offsets in an entry without walking
+    # the variable-length columns. LA code and URN are selective and serve the list filters.
     __table_args__ = (
         Index("ix_capacity_vacancy_la_code", "la_code"),
         Index("ix_capacity_vacancy_urn", "urn"),
+        Index(
+            "ix_capacity_vacancy_search",
+            "min_age",
+            "max_age",
+            "sexes_mask",
+            "beds_free",
+            "needs_mask",
+            "needs_count",
+            "weekly_fee_pence",
+            "la_number",
+            "as_of_epoch",
+            "available_from",
+            "valid_until",
+            "setting_type",
+            "id",
+        ),
     )
 
     id: str = sqlmodel.Field(primary_key=True, max_length=128)
@@ -333,6 +366,7 @@ class Vacancy(SQLModel, table=True):
     setting_name: str = sqlmodel.Field(max_length=300)
     setting_type: str = sqlmodel.Field(max_length=64)
     la_code: str = sqlmodel.Field(max_length=9)
+    la_number: int  # la_code's digits (see :func:`la_number`): the search looks distances up by it
     postcode_district: str = sqlmodel.Field(max_length=4)
     min_age: int
     max_age: int

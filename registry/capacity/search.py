@@ -27,6 +27,12 @@ returns the best ``limit + 20`` rows; Python then scores those with :func:`score
 tie-breaks and keeps ``limit``. The margin absorbs last-bit float differences between the engines'
 arithmetic and Python's, and exact ties the database breaks by fee rather than distance; a test holds the
 SQL choice to the Python one on both engines.
+
+What the database does per candidate is what a search costs, so: candidates are read from a covering index
+(``ix_capacity_vacancy_search``, narrow entries instead of wide rows, on PostgreSQL an index-only scan);
+the distance component is looked up by the LA's number, an integer, not its code (PostgreSQL compares
+text through its collation, several times per candidate); and the statement is one per shape with every
+value bound, so a new home LA or fee ceiling costs no expression building.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from registry.capacity.models import (
     VacancyDocument,
     fee_to_pence,
     is_stale,
+    la_number,
     needs_mask,
     needs_of,
     pence_to_fee,
@@ -239,40 +246,44 @@ def _conditions(*, needs: bool, setting_types: bool, fee: bool) -> list[ColumnEl
     return conditions
 
 
-def _parameters(request: SearchRequest, now: datetime) -> dict[str, Any]:
-    """The values of a search for the bound parameters of its statement."""
+def _parameters(request: SearchRequest, now: datetime, near: Sequence[tuple[int, float]]) -> dict[str, Any]:
+    """The values of a search for the bound parameters of its statement; ``near`` is :func:`_nearness`."""
     values: dict[str, Any] = {
         "age": request.age,
         "sex": sexes_mask([request.sex]),
         "needed_by": request.needed_by,
         "now": now,
         "now_epoch": now.timestamp(),
+        "reference": float(reference_pence(request)),
     }
     if request.needs:
         values["wanted"] = needs_mask(request.needs)
+        values["asked"] = float(len(request.needs))
     if request.setting_types:
         values["setting_types"] = sorted(s.value for s in request.setting_types)
     if request.max_weekly_fee is not None:
         values["max_fee"] = fee_to_pence(request.max_weekly_fee)
+    for arm, (number, weighted) in enumerate(near):
+        values[f"la_{arm}"], values[f"near_{arm}"] = number, weighted
     return values
 
 
+@lru_cache(maxsize=256)
+def _nearness(home_la: str, la_codes: tuple[str, ...]) -> tuple[tuple[int, float], ...]:
+    """``(la_number, weighted distance component)`` of each LA in ``la_codes`` whose distance from
+    ``home_la`` is known: the arms of the distance lookup in :func:`_score_sql`."""
+    found = ((la, distance(home_la, la)) for la in la_codes)
+    return tuple((la_number(la), nearness(miles)) for la, miles in found if miles is not None)
+
+
 @lru_cache(maxsize=1024)
-def _statement(
-    home_la: str,
-    la_codes: tuple[str, ...],
-    asked: int,
-    reference: int,
-    *,
-    needs: bool,
-    setting_types: bool,
-    fee: bool,
-    limit: int,
-) -> Select[Any]:
-    """The search as one statement, built once per shape and home LA: SQLAlchemy then finds its compiled form
-    by identity instead of building the expression and its cache key again (a fifth of a search's time)."""
+def _statement(arms: int, *, needs: bool, setting_types: bool, fee: bool, limit: int) -> Select[Any]:
+    """The search as one statement, built once per shape (which filters, how many LAs of known distance):
+    every value, the home LA's distances included, is a bound parameter. SQLAlchemy then finds the compiled
+    form by identity instead of building the expression and its cache key again, which cost more than the
+    rest of a search whenever a new home LA, fee ceiling or number of needs came along."""
     c = _table.c
-    total = _score_sql(home_la, la_codes, asked, reference)
+    total = _score_sql(arms, needs=needs)
     # Ids first, whole rows after: a sort carries every column it returns for every candidate, and the
     # wide text columns of thousands of candidates cost more than the scan that found them.
     best = (
@@ -281,9 +292,35 @@ def _statement(
         .order_by(total.desc(), c.weekly_fee_pence, c.id)
         .limit(limit + _MARGIN)
     )
-    return select(_table).where(c.id.in_(best.scalar_subquery()))
+    return select(*_DOCUMENT_COLUMNS).where(c.id.in_(best.scalar_subquery()))
 
 
+# What :func:`document_of` reads: not the search's own columns (la_number, needs_count, as_of_epoch) nor
+# updated_at, whose timestamp would be parsed for every row for nothing.
+_DOCUMENT_COLUMNS = tuple(
+    _table.c[name]
+    for name in (
+        "id",
+        "urn",
+        "provider_name",
+        "setting_name",
+        "setting_type",
+        "la_code",
+        "postcode_district",
+        "min_age",
+        "max_age",
+        "sexes_mask",
+        "needs_mask",
+        "beds_free",
+        "weekly_fee_pence",
+        "framework_id",
+        "framework_version",
+        "framework_sha256",
+        "available_from",
+        "as_of",
+        "valid_until",
+    )
+)
 _FLOAT = Float()
 
 
@@ -295,24 +332,30 @@ def _float(value: float) -> ColumnElement[float]:
 _UNKNOWN_DISTANCE_PENALTY = -2.0
 
 
-@lru_cache(maxsize=1024)
-def _score_sql(home_la: str, la_codes: tuple[str, ...], asked: int, reference: int) -> ColumnElement[Any]:
+def _score_sql(arms: int, *, needs: bool) -> ColumnElement[Any]:
     """:func:`score` as SQL over a matching row, term for term, less a penalty where the distance is unknown.
 
     Ordering by it descending puts places of unknown distance last, as :func:`rank` does. Only rows the
-    filter kept are scored, so every need asked for (``asked`` of them) is supported and the Jaccard index
-    is ``asked / needs_count``. Distances are per LA, worked out here for the LAs the register holds. The
-    clock is the bound parameter ``now_epoch``, so the expression is built once per home LA and reused.
+    filter kept are scored, so every need asked for (the parameter ``asked``) is supported and the Jaccard
+    index is ``asked / needs_count``: a row supports at least one need when ``needs`` were asked for, and
+    when none were the index is 1 for a row that supports none and 0 for any other. The distance component
+    is looked up among ``arms`` pairs of parameters ``la_i``/``near_i`` (:func:`_nearness`) by
+    ``la_number``: integers, since a text comparison per arm cost more than the rest of the score. The
+    clock is ``now_epoch`` and the fee reference ``reference``.
     """
     c = _table.c
-    miles = {la: distance(home_la, la) for la in la_codes}
-    known = {la: _float(nearness(m)) for la, m in miles.items() if m is not None}
     penalty = _float(_UNKNOWN_DISTANCE_PENALTY)
-    near: ColumnElement[Any] = case(known, value=c.la_code, else_=penalty) if known else penalty
-    fit_sql = case((c.needs_count == 0, _float(1.0)), else_=_float(float(asked)) / cast(c.needs_count, _FLOAT))
+    whens = {
+        bindparam(f"la_{arm}", type_=c.la_number.type): bindparam(f"near_{arm}", type_=_FLOAT) for arm in range(arms)
+    }
+    near: ColumnElement[Any] = case(whens, value=c.la_number, else_=penalty) if arms else penalty
+    if needs:
+        fit_sql: ColumnElement[Any] = bindparam("asked", type_=_FLOAT) / cast(c.needs_count, _FLOAT)
+    else:
+        fit_sql = case((c.needs_count == 0, _float(1.0)), else_=_float(0.0))
     age = bindparam("now_epoch", type_=_FLOAT) - c.as_of_epoch
     fresh = clamp01(_float(1.0) - age / _float(_FRESHNESS_ZERO_SECONDS))
-    cheap = clamp01(_float(1.0) - c.weekly_fee_pence / _float(float(reference)))
+    cheap = clamp01(_float(1.0) - c.weekly_fee_pence / bindparam("reference", type_=_FLOAT))
     return WEIGHT_FIT * fit_sql + near + WEIGHT_FRESHNESS * fresh + WEIGHT_FEE * cheap
 
 
@@ -329,6 +372,13 @@ _DISTINCT_LAS = text(
     SELECT la_code FROM las WHERE la_code IS NOT NULL
     """
 )
+
+
+# PostgreSQL prices a page read through an index at 4 sequential ones (its default, for disks) and so scans
+# the table rather than ix_capacity_vacancy_search, which it reads 2-3x faster: the register is a few
+# megabytes, read from memory. For this transaction only; without the visibility map set (a table not yet
+# vacuumed) the index still costs more and the table is scanned, as before.
+_INDEX_READS_ARE_CHEAP = text("SET LOCAL random_page_cost = 1.1")
 
 
 _set = object.__setattr__
@@ -397,18 +447,18 @@ def search_local(
     and ``within_fee_cap_only`` removes nothing: there is no cap known to exceed.
     """
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INDEX_READS_ARE_CHEAP)
     la_codes = tuple(connection.execute(_DISTINCT_LAS).scalars().all())
+    near = _nearness(request.home_la, la_codes)
     statement = _statement(
-        request.home_la,
-        la_codes,
-        len(request.needs),
-        reference_pence(request),
+        len(near),
         needs=bool(request.needs),
         setting_types=bool(request.setting_types),
         fee=request.max_weekly_fee is not None,
         limit=limit,
     )
-    rows = connection.execute(statement, _parameters(request, now)).all()
+    rows = connection.execute(statement, _parameters(request, now, near)).all()
     wanted, reference = needs_mask(request.needs), reference_pence(request)
     scored = []
     for row in rows:

@@ -1,25 +1,31 @@
 from __future__ import annotations
 
+import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Engine, event, text, update
 from sqlmodel import Session, SQLModel, col
 
 import schemas
 from registry.capacity import search, service
 from registry.capacity.models import (
+    LA_CODE_PATTERN,
     NEED_BITS,
     SearchRequest,
     SearchResult,
     Vacancy,
     VacancyBatch,
+    VacancyCreate,
     VacancyDocument,
+    la_number,
     needs_mask,
 )
 from registry.capacity.synth import region_las, synth_vacancies
+from registry.core import domain
 from schemas.vocabulary import Need
 from tests.registry.capacity.factories import BRIGHTON, KENT, MANCHESTER, iso, search_request, vacancy
 
@@ -77,6 +83,12 @@ class TestScore:
         best = search.score(fit=1.0, miles=0.0, age_seconds=-60.0, fee_pence=0, reference_pence=100)
         worst = search.score(fit=0.0, miles=None, age_seconds=30 * 86400.0, fee_pence=10**9, reference_pence=100)
         assert (best, worst) == (1.0, 0.0)
+
+    def test_every_la_code_has_its_own_number(self) -> None:
+        codes = [code for code in domain.local_authorities() if re.fullmatch(LA_CODE_PATTERN, code)]
+        assert len(codes) > 150
+        assert len({la_number(code) for code in codes}) == len(codes)
+        assert all(f"E{la_number(code):08d}" == code for code in codes)
 
     def test_every_need_has_its_own_bit(self) -> None:
         assert set(NEED_BITS) == set(Need)
@@ -154,6 +166,26 @@ class TestSearchLocal:
         assert document["peers"] == []
         assert {r["vacancy"]["id"]: r["freshness"] for r in document["results"]} == {"a": "fresh", "b": "stale"}
 
+    def test_a_vacancy_moved_to_another_la_is_measured_from_there(self, session: Session) -> None:
+        store(session, vacancy(NOW, "moved"), vacancy(NOW, "batch-moved"))
+        assert [
+            r.distance_miles for r in search.search_local(session, request(), now=NOW, node_id="n", region_code=None)
+        ] == [0.0, 0.0]
+        later = NOW + timedelta(minutes=1)
+        service.put_vacancy(
+            session, "moved", VacancyCreate.model_validate(vacancy(later, "moved", la_code=MANCHESTER)), now=later
+        )
+        service.put_vacancies(
+            session,
+            VacancyBatch.model_validate({"vacancies": [vacancy(later, "batch-moved", la_code=BRIGHTON)]}),
+            now=later,
+        )
+        session.commit()
+        results = search.search_local(session, request(), now=later, node_id="n", region_code=None)
+        miles = {r.vacancy.id: r.distance_miles for r in results}
+        assert miles == {"moved": search.distance(KENT, MANCHESTER), "batch-moved": search.distance(KENT, BRIGHTON)}
+        assert {r.vacancy.id: r.region_code for r in results} == {"moved": "E12000002", "batch-moved": "E12000008"}
+
     def test_at_most_the_limit_comes_back_and_they_are_the_best(self, session: Session) -> None:
         store(session, *(vacancy(NOW, f"v{n:02d}", weekly_fee=4000 + 100 * n) for n in range(12)))
         results = search.search_local(session, request(), now=NOW, node_id="rcc-test", region_code="E12000008", limit=5)
@@ -221,10 +253,47 @@ class TestSqlRankingAgreesWithPython:
             assert [(r.vacancy.id, r.score) for r in got] == [(r.vacancy.id, r.score) for r in expected]
             assert [r.vacancy for r in got] == [r.vacancy for r in expected]
 
+    def test_the_candidates_are_read_from_the_covering_index_alone(self, engine: Engine, session: Session) -> None:
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            # PostgreSQL weighs the index against a table scan by its statistics and the visibility map: give
+            # it a register of some size, vacuumed and analysed as autovacuum leaves it.
+            documents = synth_vacancies("E12000008", seed=5, now=NOW, count=3000)
+            for start in range(0, len(documents), 1000):
+                service.put_vacancies(session, VacancyBatch(vacancies=documents[start : start + 1000]), now=NOW)
+            session.commit()
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("VACUUM ANALYZE capacity_vacancy"))
+        else:
+            store(session, vacancy(NOW))
+        statements: list[tuple[str, Any]] = []
+
+        def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, _x: Any, _many: bool) -> None:
+            statements.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", remember)
+        try:
+            wanted = request(setting_types=["childrens-home"], max_weekly_fee=6000)
+            assert found(session, wanted)  # the statement ran, and found places
+        finally:
+            event.remove(engine, "before_cursor_execute", remember)
+        statement, parameters = statements[-1]
+        connection = session.connection()  # the search's transaction, with whatever it set for its planning
+        if postgres:
+            plan = json.dumps(connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar())
+            assert '"Node Type": "Index Only Scan"' in plan and '"Index Name": "ix_capacity_vacancy_search"' in plan
+            assert '"Node Type": "Seq Scan"' not in plan
+        else:
+            plan_rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            candidates = [row[3] for row in plan_rows if "capacity_vacancy" in row[3] and "(id=?)" not in row[3]]
+            assert candidates == [candidates[0]] and "COVERING INDEX ix_capacity_vacancy_search" in candidates[0]
+
     def test_the_database_also_ranks_a_place_of_unknown_distance_last(self, session: Session) -> None:
         store(session, vacancy(NOW, "far", la_code=MANCHESTER, needs_supported=[EBD, CSE]), vacancy(NOW, "unknown"))
         # No live LA lacks a centre, so the service never stores one: move the row past it, as an old record might.
-        session.connection().execute(update(Vacancy).where(col(Vacancy.id) == "unknown").values(la_code="E06000999"))
+        session.connection().execute(
+            update(Vacancy).where(col(Vacancy.id) == "unknown").values(la_code="E06000999", la_number=6000999)
+        )
         session.commit()
         results = search.search_local(session, request(), now=NOW, node_id="rcc-test", region_code="E12000008", limit=1)
         assert [r.vacancy.id for r in results] == ["far"]
