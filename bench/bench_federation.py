@@ -236,8 +236,8 @@ def measure(port: int, pid: int, path: str, caller_dir: str | None, seconds: flo
 def node_app() -> Any:
     """The real node (``create_app`` from RCC_DATA_DIR) plus an unguarded, unsigned twin of the ping route.
 
-    The twin still passes the node's request-context and audit middleware and routing, so signed/twin
-    isolates what the federation transport itself costs (verify, replay, signature).
+    The twin still passes the node's request-context and audit middleware and is matched first, as the ping
+    is, so signed/twin isolates what the federation transport itself costs (verify, replay, signature).
     """
     from registry.app import create_app
 
@@ -247,6 +247,7 @@ def node_app() -> Any:
     async def twin() -> Any:
         return plain_answer()
 
+    app.router.routes.insert(0, app.router.routes.pop())  # not behind every other route of the node
     return app
 
 
@@ -532,6 +533,10 @@ def show_throughput(tp: dict[str, float]) -> None:
         )
     out(f"  RATIO signed/plain = {tp['ratio']:.2f}   (target >= 0.40, stretch 0.50)")
     out(f"  ratio signed/twin  = {tp['ratio_twin']:.2f}   (the transport's own cost: same node, same audit)")
+    out(
+        f"  server CPU per request, plain/signed = {tp['plain_cpu_ms'] / tp['signed_cpu_ms']:.2f}"
+        "   (the throughput ratio when both servers are CPU-bound)"
+    )
 
 
 def show_fanout(fo: dict[str, Any]) -> None:

@@ -36,8 +36,9 @@ def install_federation(
     node.readiness_checks.append(federation.store.readiness)
     app.include_router(api.router)
     # Federation calls are the node's hottest authenticated path and share no path with any other route:
-    # match them first instead of after every other router (FastAPI tries routers in order).
+    # match them first instead of after every other router (FastAPI tries routers in order), the ping first.
     app.router.routes.insert(0, app.router.routes.pop())
+    app.router.routes.insert(0, api.ping_route())
     app.add_middleware(ResponseSignatureMiddleware, federation=federation)
     inner = app.router.lifespan_context
 

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from federation import store as store_module
 from federation.guard import _has_body
+from federation.models import PingResponse
 from registry.core.db import utcnow
 from registry.core.keys import KeyRing
 from tests.support import jose
@@ -78,32 +79,48 @@ def _tampered(value: str) -> str:
 
 
 REFUSALS: dict[str, Any] = {
-    "unknown-node": lambda p: token(p.active, iss="rcc-nobody", aud="rcc-test", url=PING),
-    "unknown-key": lambda p: token(Ed25519PrivateKey.generate(), iss="rcc-peer", aud="rcc-test", url=PING),
-    "retired-key": lambda p: token(p.retired[0], iss="rcc-peer", aud="rcc-test", url=PING),
-    "wrong-audience": lambda p: token(p.active, iss="rcc-peer", aud="rcc-other", url=PING),
-    "expired": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, now=time.time() - 200),
-    "issued-in-future": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, now=time.time() + 120),
-    "lifetime-too-long": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, lifetime=600),
-    "url-mismatch": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING + "?x=1"),
-    "method-mismatch": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, method="POST"),
-    "wrong-type": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, typ="JWT"),
-    "bad-algorithm": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, alg="HS256"),
-    "unknown-purpose": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, purpose="marketing"),
-    "missing-claim": lambda p: token(p.active, iss="rcc-peer", aud="rcc-test", url=PING, jti="short"),
-    "bad-signature": lambda p: (lambda t: (_tampered(t[0]), t[1]))(
-        token(p.active, iss="rcc-peer", aud="rcc-test", url=PING)
-    ),
+    "unknown-node": lambda p, call: token(p.active, **{**call, "iss": "rcc-nobody"}),
+    "unknown-key": lambda p, call: token(Ed25519PrivateKey.generate(), **call),
+    "retired-key": lambda p, call: token(p.retired[0], **call),
+    "wrong-audience": lambda p, call: token(p.active, **{**call, "aud": "rcc-other"}),
+    "expired": lambda p, call: token(p.active, **call, now=time.time() - 200),
+    "issued-in-future": lambda p, call: token(p.active, **call, now=time.time() + 120),
+    "lifetime-too-long": lambda p, call: token(p.active, **call, lifetime=600),
+    "url-mismatch": lambda p, call: token(p.active, **{**call, "url": PING + "?x=1"}),
+    "method-mismatch": lambda p, call: token(p.active, **{**call, "method": "PUT"}),
+    "body-mismatch": lambda p, call: token(p.active, **{**call, "body": b'{"age":15}'}),
+    "wrong-type": lambda p, call: token(p.active, **call, typ="JWT"),
+    "bad-algorithm": lambda p, call: token(p.active, **call, alg="HS256"),
+    "unknown-purpose": lambda p, call: token(p.active, **call, purpose="marketing"),
+    "missing-claim": lambda p, call: token(p.active, **call, jti="short"),
+    "bad-signature": lambda p, call: (lambda t: (_tampered(t[0]), t[1]))(token(p.active, **call)),
+}
+
+# The guard in both its forms: GET ping is served directly (federation.api.DirectRoute), POST ping through
+# FastAPI's dependency on authenticate_peer, as every other federation route is.
+GUARDED_CALLS = {
+    "direct GET": ("GET", b""),
+    "dependency POST": ("POST", b'{"age":14}'),
 }
 
 
+def guarded_call(client: TestClient, method: str, body: bytes, value: str | None) -> httpx.Response:
+    headers = bearer(value) if value is not None else {}
+    if body:
+        headers["content-type"] = "application/json"
+    return client.request(method, "/federation/v1/ping", content=body or None, headers=headers)
+
+
 class TestRefusals:
+    @pytest.mark.parametrize("route", sorted(GUARDED_CALLS))
     @pytest.mark.parametrize("reason", sorted(REFUSALS))
     def test_bad_token_is_refused_with_its_reason_signed_and_audited(
-        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing, audits: list[Any], reason: str
+        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing, audits: list[Any], reason: str, route: str
     ) -> None:
-        value, jti = REFUSALS[reason](peer)
-        response = fed_client.get("/federation/v1/ping", headers=bearer(value))
+        method, body = GUARDED_CALLS[route]
+        call = {"iss": "rcc-peer", "aud": "rcc-test", "url": PING, "method": method, "body": body}
+        value, jti = REFUSALS[reason](peer, call)
+        response = guarded_call(fed_client, method, body, value)
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["reason"] == reason
@@ -112,8 +129,12 @@ class TestRefusals:
         audit = last_audit(audits)
         assert (audit.actor_type, audit.decision, audit.reason) == ("node", "deny", reason)
 
-    def test_missing_token_is_refused(self, fed_client: TestClient, keys: KeyRing, audits: list[Any]) -> None:
-        response = fed_client.get("/federation/v1/ping")
+    @pytest.mark.parametrize("route", sorted(GUARDED_CALLS))
+    def test_missing_token_is_refused_on_either_path(
+        self, fed_client: TestClient, keys: KeyRing, audits: list[Any], route: str
+    ) -> None:
+        method, body = GUARDED_CALLS[route]
+        response = guarded_call(fed_client, method, body, None)
         assert response.status_code == 401
         assert response.json()["reason"] == "missing-token"
         assert_signed(response, keys, None)
@@ -125,12 +146,14 @@ class TestRefusals:
         assert response.json()["reason"] == "malformed"
         assert_signed(response, keys, None)
 
+    @pytest.mark.parametrize("route", sorted(GUARDED_CALLS))
     def test_replayed_token_is_refused(
-        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing, audits: list[Any]
+        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing, audits: list[Any], route: str
     ) -> None:
-        value, jti = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING)
-        assert fed_client.get("/federation/v1/ping", headers=bearer(value)).status_code == 200
-        again = fed_client.get("/federation/v1/ping", headers=bearer(value))
+        method, body = GUARDED_CALLS[route]
+        value, jti = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING, method=method, body=body)
+        assert guarded_call(fed_client, method, body, value).status_code == 200
+        again = guarded_call(fed_client, method, body, value)
         assert again.status_code == 401
         assert again.json()["reason"] == "replayed"
         assert_signed(again, keys, jti)
@@ -147,6 +170,51 @@ class TestRefusals:
     def test_unknown_federation_route_is_still_signed(self, fed_client: TestClient, keys: KeyRing) -> None:
         response = fed_client.get("/federation/v1/no-such-route")
         assert response.status_code == 404
+        assert_signed(response, keys, None)
+
+
+class TestDirectPing:
+    """GET ping is served without FastAPI's request machinery; it must stay the same route in every other way."""
+
+    def test_it_answers_json_described_by_the_openapi_document(
+        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing
+    ) -> None:
+        value, jti = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING)
+        response = fed_client.get("/federation/v1/ping", headers=bearer(value))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert PingResponse.model_validate_json(response.content).jti == jti
+        operation = fed_client.get("/openapi.json").json()["paths"]["/federation/v1/ping"]["get"]
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PingResponse")
+
+    def test_it_is_audited_under_its_route_name(self, fed_client: TestClient, fed_app: Any, peer: PeerIdentity) -> None:
+        from sqlmodel import Session, select
+
+        from registry.core.audit.models import AuditEntry
+
+        value, _ = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING)
+        assert fed_client.get("/federation/v1/ping", headers=bearer(value)).status_code == 200
+        with Session(fed_app.state.node.engine) as session:
+            entries = [json.loads(row.entry) for row in session.exec(select(AuditEntry)).all()]
+        permitted = [e for e in entries if e.get("peer") == "rcc-peer" and e["decision"] == "permit"]
+        assert [e["action"] for e in permitted] == ["federation.ping"]
+
+    def test_a_body_on_a_get_is_held_to_the_signed_digest(
+        self, fed_client: TestClient, peer: PeerIdentity, keys: KeyRing
+    ) -> None:
+        signed_over, _ = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING, body=b'{"a":1}')
+        sent = fed_client.request("GET", "/federation/v1/ping", content=b'{"a":1}', headers=bearer(signed_over))
+        assert sent.status_code == 200, sent.text
+        unsigned, jti = token(peer.active, iss="rcc-peer", aud="rcc-test", url=PING)
+        refused = fed_client.request("GET", "/federation/v1/ping", content=b'{"a":1}', headers=bearer(unsigned))
+        assert (refused.status_code, refused.json()["reason"]) == (401, "body-mismatch")
+        assert_signed(refused, keys, jti)
+
+    def test_another_method_is_refused_and_signed(self, fed_client: TestClient, keys: KeyRing) -> None:
+        response = fed_client.put("/federation/v1/ping")
+        assert response.status_code == 405
+        assert response.headers["content-type"] == "application/problem+json"
         assert_signed(response, keys, None)
 
 

@@ -16,6 +16,7 @@ from federation.tokens import (
     TokenRefused,
     body_digest,
     build_request_token,
+    new_jti,
     parse_compact,
     sign_response,
     unverified_jti,
@@ -116,6 +117,20 @@ class TestRequestToken:
         with pytest.raises(SignatureInvalid):
             parse_compact(token, typ="rcc-request+jwt")
         assert unverified_jti(token) is None
+
+
+class TestJti:
+    def test_ids_are_ordered_by_the_millisecond_they_were_made(self) -> None:
+        earlier, later = new_jti(1_700_000_000.25), new_jti(1_700_000_000.5)
+        assert jose.b64d(earlier)[:6] < jose.b64d(later)[:6]
+        assert jose.b64d(earlier)[:6] == (1_700_000_000_250).to_bytes(6, "big")
+
+    def test_ids_carry_128_random_bits_and_pass_the_guards_format(self, ring: KeyRing) -> None:
+        made = {new_jti(1_700_000_000.0) for _ in range(100)}
+        assert len(made) == 100
+        assert all(len(jti) == 30 and len(jose.b64d(jti)) == 22 for jti in made)
+        value, jti = build(ring)
+        assert unverified_jti(value) == jti  # the guard's jti pattern accepts it
 
 
 class TestSigner:
