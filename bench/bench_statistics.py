@@ -1,18 +1,20 @@
 """Statistics benchmark: episode import rows/s, release build for 200,000 episodes, national combination.
 
-Run: ``.venv/bin/python bench/bench_statistics.py`` (about 40 s on an idle 2-core machine, most of it writing the
-synthetic files; no network; SQLite in a temporary folder). ``--postgres URL`` (a database the URL's user may
-create databases from, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) also imports the same
-files into a throw-away PostgreSQL database, dropped after. Figures are wall clock and CPU time of this process:
+Run: ``.venv/bin/python bench/bench_statistics.py`` (about a minute on an idle 2-core machine; no network;
+SQLite in a temporary folder). ``--postgres URL`` (a database the URL's user may create databases from,
+e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) also imports the same files into throw-away
+PostgreSQL databases, dropped after. Figures are wall clock and CPU time of this process:
 on a shared, loaded machine the CPU figure is the comparable one (the load average is printed first and last);
 PostgreSQL's own work is in the server process, so for it the wall figure is the one that counts.
 
 1. Synthetic SSDA903 files (``registry.statistics.synth``, seeded) for every LA of the South East, about
-   200,000 episodes in all, are written once. Then, side by side on the same files:
+   200,000 episodes in all, are written once. Then ``--runs`` rounds (default 3), each side by side on the
+   same files, so a load that comes and goes hits all three alike:
    * parse only: ``read_episodes`` (validate + pseudonymise), nothing stored;
    * import end to end: ``service.import_episodes`` into a fresh migrated SQLite database, committed per file
-     (and, with ``--postgres``, the same into PostgreSQL, where rows go in with ``COPY``).
-   Judged by SQLite import rows/s ÷ 50,000 (≥ 1.0 passes).
+     (and, with ``--postgres``, the same into a fresh PostgreSQL database, where rows go in with ``COPY``).
+   The summary gives each one's median wall rate and range. Judged by the median import rows/s ÷ 50,000 on
+   SQLite and on PostgreSQL (≥ 1.0 passes).
 2. ``service.build_release`` over those episodes: load, count, protect (disclosure control), sign, store —
    one run, in seconds.
 3. National combination across 9 regions, in process: each region's signed table is verified (Ed25519,
@@ -22,14 +24,16 @@ PostgreSQL's own work is in the server process, so for it the wall figure is the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,29 +60,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200_000, help="about how many episodes in all")
     parser.add_argument("--postgres", metavar="URL", help="also import into a throw-away database on this server")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of parse / SQLite / PostgreSQL, side by side")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         files = write_files(root, args.episodes)
         total = sum(rows for _, _, rows in files)
         print(f"synthetic files: {len(files)} LAs, {total} episodes")
+        pg_server = stack.enter_context(postgres_server(args.postgres)) if args.postgres else None
 
-        started, cpu = time.perf_counter(), time.process_time()
-        parsed = sum(sum(1 for _ in read_episodes(path, la=la, year=YEAR, salt=SALT)) for la, path, _ in files)
-        parse_seconds, parse_cpu = time.perf_counter() - started, time.process_time() - cpu
-        print(f"parse only:       {parsed / parse_seconds:>10,.0f} rows/s wall, {parsed / parse_cpu:>8,.0f} per CPU-s")
-
-        url = f"sqlite:///{(root / 'bench.db').as_posix()}"
-        imported, import_seconds, import_cpu = import_all(url, files)
-        rate = imported / import_seconds
-        print(f"import end to end:{rate:>10,.0f} rows/s wall, {imported / import_cpu:>8,.0f} per CPU-s (SQLite)")
-        if args.postgres:
-            with postgres_database(args.postgres) as pg_url:
-                pg, pg_seconds, pg_cpu = import_all(pg_url, files)
-            print(
-                f"import end to end:{pg / pg_seconds:>10,.0f} rows/s wall, {pg / pg_cpu:>8,.0f} per CPU-s (PostgreSQL)"
-            )
+        rates: dict[str, list[float]] = {}
+        url = ""
+        for run in range(1, args.runs + 1):
+            print(f"run {run} (load average {os.getloadavg()[0]:.2f}):")
+            started, cpu = time.perf_counter(), time.process_time()
+            parsed = sum(sum(1 for _ in read_episodes(path, la=la, year=YEAR, salt=SALT)) for la, path, _ in files)
+            report(rates, "parse only", parsed, time.perf_counter() - started, time.process_time() - cpu)
+            url = f"sqlite:///{(root / f'bench-{run}.db').as_posix()}"
+            imported, seconds, cpu_seconds = import_all(url, files)
+            report(rates, "import (SQLite)", imported, seconds, cpu_seconds)
+            if pg_server is not None:
+                with pg_server() as pg_url:
+                    pg, pg_seconds, pg_cpu = import_all(pg_url, files)
+                report(rates, "import (PostgreSQL)", pg, pg_seconds, pg_cpu)
 
         engine = make_engine(url)
         keys = KeyRing.generate()
@@ -96,10 +101,25 @@ def main() -> None:
         per_table_ms = national(root, keys)
         print(f"national, 9 regions: {per_table_ms:.1f} ms per table (verify 9 signatures + combine)")
     print()
-    print(f"import rows/s / {TARGET_ROWS_PER_SECOND:,} = {rate / TARGET_ROWS_PER_SECOND:.2f} (>= 1.0 passes)")
-    print(f"import / parse-only rate = {rate * parse_seconds / parsed:.2f} (what storing costs on top of reading)")
+    print(f"rows/s, wall clock, over {args.runs} run(s) side by side: median (lowest-highest)")
+    for name, values in rates.items():
+        print(f"  {name:<20}{median(values):>10,.0f} ({min(values):,.0f}-{max(values):,.0f})")
+    parse = rates["parse only"]
+    for name in ("import (SQLite)", "import (PostgreSQL)"):
+        if name in rates:
+            judged = median(rates[name]) / TARGET_ROWS_PER_SECOND
+            share = median(r / p for r, p in zip(rates[name], parse, strict=True))
+            print(
+                f"{name} rows/s / {TARGET_ROWS_PER_SECOND:,} = {judged:.2f} (>= 1.0 passes); / parse-only = {share:.2f}"
+            )
     print(f"build seconds for {imported} episodes = {build_seconds:.2f}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def report(rates: dict[str, list[float]], name: str, rows: int, seconds: float, cpu_seconds: float) -> None:
+    """Print one measurement (wall rate, and rate per CPU-second of this process) and keep the wall rate."""
+    rates.setdefault(name, []).append(rows / seconds)
+    print(f"  {name:<20}{rows / seconds:>10,.0f} rows/s wall, {rows / cpu_seconds:>9,.0f} per CPU-s")
 
 
 def import_all(url: str, files: list[tuple[str, Path, int]]) -> tuple[int, float, float]:
@@ -118,11 +138,13 @@ def import_all(url: str, files: list[tuple[str, Path, int]]) -> tuple[int, float
 
 
 @contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A throw-away database on the server ``server_url`` points at, dropped afterwards."""
-    name = f"rcc_bench_{secrets.token_hex(4)}"
+def postgres_server(server_url: str) -> Iterator[Callable[[], AbstractContextManager[str]]]:
+    """Throw-away databases on the server ``server_url`` points at, each dropped after its use."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
+
+    @contextmanager
+    def database() -> Iterator[str]:
+        name = f"rcc_bench_{secrets.token_hex(4)}"
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         try:
@@ -130,6 +152,9 @@ def postgres_database(server_url: str) -> Iterator[str]:
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    try:
+        yield database
     finally:
         admin.dispose()
 

@@ -263,17 +263,22 @@ def read_rows(
     la: str,
     year: int,
     salt: bytes,
+    blank: str | None = None,
     max_errors: int = MAX_REPORTED_ERRORS,
 ) -> Iterator[tuple[Any, ...]]:
-    """:func:`read_episodes` as plain tuples ready to store: the same fields, dates as ISO ``YYYY-MM-DD`` text.
+    """:func:`read_episodes` as plain tuples ready to store: the same fields, with dates as ISO ``YYYY-MM-DD``
+    text, booleans as 1 and 0 and an absent value as ``blank``.
 
     What an importer binds straight to an INSERT or a COPY (SQLite stores a ``Date`` as that text, PostgreSQL
-    parses it), with no per-row conversion: the text of each date is worked out once per distinct date.
+    parses it, and ``1``/``0`` as a boolean), with no per-row conversion: the text of each date is worked out
+    once per distinct date. Python's sqlite3 binds ``None`` and ``bool`` through its adapter look-up, at four
+    times the cost of an ``int`` or a ``str``, so an SQLite importer asks for ``blank=""`` and turns ``''``
+    back into NULL in SQL.
     """
     _check_salt(salt)
     errors = _Errors(max_errors)
     with _text(source) as stream:
-        yield from _scan(stream, la, year, salt, errors, as_text=True)
+        yield from _scan(stream, la, year, salt, errors, as_text=True, blank=blank)
     if errors.count:
         raise InvalidEpisodeFile(errors.sorted(), error_count=errors.count)
 
@@ -421,7 +426,7 @@ def _read_header(header: list[str], errors: _Errors) -> dict[str, int] | None:
 
 
 def _scan(
-    stream: TextIO, la: str, year: int, salt: bytes | None, errors: _Errors, *, as_text: bool
+    stream: TextIO, la: str, year: int, salt: bytes | None, errors: _Errors, *, as_text: bool, blank: str | None = None
 ) -> Iterator[tuple[Any, ...]]:
     _check_scope(la, year)
     reader = csv.reader(stream, strict=True)
@@ -432,7 +437,7 @@ def _scan(
             return
         index = _read_header([h.strip().lstrip("\ufeff").upper() for h in header], errors)
         if index is not None:
-            yield from _scan_rows(reader, index, la, year, salt, errors, as_text)
+            yield from _scan_rows(reader, index, la, year, salt, errors, as_text, blank)
     except UnicodeDecodeError:  # text is decoded in blocks, so no row can be named: row 0 is the whole file
         errors.add(0, "", "", "encoding")
     except csv.Error:
@@ -440,12 +445,21 @@ def _scan(
 
 
 def _scan_rows(  # one straight pass per row: it is what keeps import fast
-    reader: Reader, index: dict[str, int], la: str, year: int, salt: bytes | None, errors: _Errors, as_text: bool
+    reader: Reader,
+    index: dict[str, int],
+    la: str,
+    year: int,
+    salt: bytes | None,
+    errors: _Errors,
+    as_text: bool,
+    blank: str | None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Check every rule of every row and yield the episodes (``as_text``: plain tuples, dates as ISO text).
+    """Check every rule of every row and yield the episodes (``as_text``: plain tuples as :func:`read_rows` says).
 
     Written for speed, measured: each distinct date, DOB and postcode is worked out once per file (dates from
-    a per-year table), each child's pseudonym once, and a row costs a few dozen set and dict look-ups.
+    a per-year table), each child's pseudonym once, and a row costs a few dozen set and dict look-ups. Fields
+    are checked as read and stripped only if a rule breaks (every field is checked against a code list, a
+    table or a pattern that white space fails, or, for PL_DISTANCE, parsed by ``float``, which ignores it).
     """
     year_start, year_end = collection_year_bounds(year)
     sexes = sex_codes(year)
@@ -461,15 +475,17 @@ def _scan_rows(  # one straight pass per row: it is what keeps import fast
     table = _date_table(year)
     dates: dict[str, _Day | None] = {}  # texts outside the table (an old or malformed date), parsed once
     pseudonyms: dict[str, str] = {}
-    homes: dict[str, str] = {}  # postcode -> district
+    districts: dict[str, str] = {}  # postcode -> district
     # each child's header fields and first episode (most children have one), then any further episodes
     first: dict[str, tuple[str, str, str, str, _Seen | None]] = {}
     more: dict[str, list[_Seen]] = {}
+    suspects: list[str] = []  # children whose first episode breaks a cross-row rule unless another follows
     urns: set[str] = set()  # URNs already seen well-formed
     add, strip, postcode = errors.add, str.strip, _POSTCODE_RE.fullmatch
     groups, new_row = PLACEMENT_GROUPS, tuple.__new__
     kind: type[tuple[object, ...]] = tuple if as_text else Episode
     at_day, at_month = (1, 3) if as_text else (0, 2)  # which _Day fields are stored: ISO text or dates
+    flags: tuple[object, object] = (0, 1) if as_text else (False, True)
 
     for raw in reader:
         if not raw:
@@ -478,141 +494,154 @@ def _scan_rows(  # one straight pass per row: it is what keeps import fast
         if len(raw) != width:
             add(row, "", str(len(raw)), "row-length")
             continue
-        f = list(map(strip, raw))
-        (child, sex, dob_s, ethnic, uasc_s, decom_s, rne, ls, cin, place, provider, dec_s, rec, rpc, home_post,
-         pl_post, urn) = fields(f)  # fmt: skip
-        pl_la = f[i_pl_la] if i_pl_la is not None else ""
-        distance_s = f[i_distance] if i_distance is not None else ""
+        f = raw  # stripped only if a rule breaks: see the end of this loop
+        while True:
+            checked, kept = errors.count, len(errors.items)
+            (child, sex, dob_s, ethnic, uasc_s, decom_s, rne, ls, cin, place, provider, dec_s, rec, rpc, home_post,
+             pl_post, urn) = fields(f)  # fmt: skip
+            pl_la = f[i_pl_la] if i_pl_la is not None else ""
+            distance_s = f[i_distance] if i_distance is not None else ""
 
-        known = first.get(child)
-        if known is None:
-            if not child:
-                add(row, "CHILD", child, "required")
-            elif not (len(child) <= 10 and child.isascii() and child.isalnum()):  # 1-10 of A-Z a-z 0-9
-                add(row, "CHILD", child, "child-format")
-        if sex not in sexes:
-            add(row, "SEX", sex, "sex-code-for-year" if sex else "required")
-        birth = table.get(dob_s)
-        if birth is None:
-            try:
-                birth = dates[dob_s]
-            except KeyError:
-                birth = dates[dob_s] = _day(dob_s, year_end)
+            known = first.get(child)
+            if known is None:
+                if not child:
+                    add(row, "CHILD", child, "required")
+                elif not (len(child) <= 10 and child.isascii() and child.isalnum()):  # 1-10 of A-Z a-z 0-9
+                    add(row, "CHILD", child, "child-format")
+            if sex not in sexes:
+                add(row, "SEX", sex, "sex-code-for-year" if sex else "required")
+            birth = table.get(dob_s)
             if birth is None:
-                add(row, "DOB", dob_s, "date-format" if dob_s else "required")
-        if ethnic not in ETHNIC_CODES:
-            add(row, "ETHNIC", ethnic, "code-list" if ethnic else "required")
-        if uasc_s not in UASC_CODES:
-            add(row, "UASC", uasc_s, "code-list" if uasc_s else "required")
-        if rne not in RNE_CODES:
-            add(row, "RNE", rne, "code-list" if rne else "required")
-        if ls not in LS_CODES:
-            add(row, "LS", ls, "code-list" if ls else "required")
-        if cin not in CIN_CODES:
-            add(row, "CIN", cin, "code-list" if cin else "required")
-        start = table.get(decom_s)
-        if start is None:
-            try:
-                start = dates[decom_s]
-            except KeyError:
-                start = dates[decom_s] = _day(decom_s, year_end)
-        decom = None
-        age_at_start = -1
-        if start is None:
-            add(row, "DECOM", decom_s, "date-format" if decom_s else "required")
-        else:
-            decom = start.day
-            if decom > year_end:
-                add(row, "DECOM", decom_s, "decom-after-year-end")
-            if birth is not None:
-                if birth.day > decom:
-                    add(row, "DOB", dob_s, "dob-after-decom")
-                else:
-                    age_at_start = decom.year - birth.day.year - (start.month_day < birth.month_day)
-                    if age_at_start >= 18:
-                        add(row, "DOB", dob_s, "age-18-at-start")
-        if place not in valid_places:
-            add(row, "PLACE", place, "required" if not place else
-                "place-code-for-year" if place in placements else "code-list")  # fmt: skip
-        elif place == "K3" and age_at_start >= 0 and not 16 <= age_at_start <= 17:
-            add(row, "PLACE", place, "k3-age")
-        if provider:
-            if provider not in PROVIDER_CODES:
-                add(row, "PLACE_PROVIDER", provider, "code-list")
-        elif place not in TEMPORARY_PLACEMENTS:
-            add(row, "PLACE_PROVIDER", provider, "provider-required")
-        end = dec = None
-        if dec_s:
-            end = table.get(dec_s)
-            if end is None:
                 try:
-                    end = dates[dec_s]
+                    birth = dates[dob_s]
                 except KeyError:
-                    end = dates[dec_s] = _day(dec_s, year_end)
-            if end is None:
-                add(row, "DEC", dec_s, "date-format")
+                    birth = dates[dob_s] = _day(dob_s, year_end)
+                if birth is None:
+                    add(row, "DOB", dob_s, "date-format" if dob_s else "required")
+            if ethnic not in ETHNIC_CODES:
+                add(row, "ETHNIC", ethnic, "code-list" if ethnic else "required")
+            if uasc_s not in UASC_CODES:
+                add(row, "UASC", uasc_s, "code-list" if uasc_s else "required")
+            if rne not in RNE_CODES:
+                add(row, "RNE", rne, "code-list" if rne else "required")
+            if ls not in LS_CODES:
+                add(row, "LS", ls, "code-list" if ls else "required")
+            if cin not in CIN_CODES:
+                add(row, "CIN", cin, "code-list" if cin else "required")
+            start = table.get(decom_s)
+            if start is None:
+                try:
+                    start = dates[decom_s]
+                except KeyError:
+                    start = dates[decom_s] = _day(decom_s, year_end)
+            decom = None
+            age_at_start = -1
+            if start is None:
+                add(row, "DECOM", decom_s, "date-format" if decom_s else "required")
             else:
-                dec = end.day
-                if decom is not None and dec < decom:
-                    add(row, "DEC", dec_s, "dec-before-decom")
-                elif dec > year_end:
-                    add(row, "DEC", dec_s, "dec-after-year-end")
-                elif dec < year_start:
-                    add(row, "DEC", dec_s, "ended-before-year")
-            if not rec:
-                add(row, "REC", rec, "rec-required")
-        elif birth is not None and birth.age >= 18:
-            add(row, "DEC", dec_s, "open-after-18")
-        if rec:
-            if not dec_s:
-                add(row, "REC", rec, "rec-without-dec")
-            if rec not in REC_CODES:
-                add(row, "REC", rec, "code-list")
-        if rpc and rpc not in REASON_PLACE_CHANGE_CODES:
-            add(row, "REASON_PLACE_CHANGE", rpc, "code-list")
-        home_district = placement_district = None
-        if home_post:
-            home_district = homes.get(home_post)  # a child's home postcode repeats on each of its rows
-            if home_district is None:
-                match = postcode(home_post)
-                if match is None:
-                    add(row, "HOME_POST", home_post, "postcode-format")
+                decom = start.day
+                if decom > year_end:
+                    add(row, "DECOM", decom_s, "decom-after-year-end")
+                if birth is not None:
+                    if birth.day > decom:
+                        add(row, "DOB", dob_s, "dob-after-decom")
+                    else:
+                        age_at_start = decom.year - birth.day.year - (start.month_day < birth.month_day)
+                        if age_at_start >= 18:
+                            add(row, "DOB", dob_s, "age-18-at-start")
+            if place not in valid_places:
+                add(row, "PLACE", place, "required" if not place else
+                    "place-code-for-year" if place in placements else "code-list")  # fmt: skip
+            elif place == "K3" and age_at_start >= 0 and not 16 <= age_at_start <= 17:
+                add(row, "PLACE", place, "k3-age")
+            if provider:
+                if provider not in PROVIDER_CODES:
+                    add(row, "PLACE_PROVIDER", provider, "code-list")
+            elif place not in TEMPORARY_PLACEMENTS:
+                add(row, "PLACE_PROVIDER", provider, "provider-required")
+            end = dec = None
+            if dec_s:
+                end = table.get(dec_s)
+                if end is None:
+                    try:
+                        end = dates[dec_s]
+                    except KeyError:
+                        end = dates[dec_s] = _day(dec_s, year_end)
+                if end is None:
+                    add(row, "DEC", dec_s, "date-format")
                 else:
-                    home_district = homes[home_post] = match.group(1).upper()
-        if pl_post:
-            match = postcode(pl_post)
-            if match is None:
-                add(row, "PL_POST", pl_post, "postcode-format")
-            else:
-                placement_district = match.group(1).upper()
-        outside_england = False
-        if pl_la and pl_la not in known_las:
-            outside_england = _NON_ENGLISH_LA_RE.fullmatch(pl_la) is not None
-            if not outside_england:
-                add(row, "PL_LA", pl_la, "la-code")
-        distance = None
-        if distance_s:
-            try:
-                distance = float(distance_s)
-            except ValueError:
-                distance = None
-            if distance is None or not 0.0 <= distance < MAX_DISTANCE_MILES:  # also refuses nan and inf
-                add(row, "PL_DISTANCE", distance_s, "distance-format")
-        if urn == NO_URN:
-            urn = ""
-        if not urn:
-            if place not in URN_EXEMPT_PLACEMENTS and not outside_england:
-                add(row, "URN", urn, "urn-required")
-        elif urn not in urns:
-            if _URN_RE.fullmatch(urn) is None:
-                add(row, "URN", urn, "urn-format")
-            else:
-                urns.add(urn)
+                    dec = end.day
+                    if decom is not None and dec < decom:
+                        add(row, "DEC", dec_s, "dec-before-decom")
+                    elif dec > year_end:
+                        add(row, "DEC", dec_s, "dec-after-year-end")
+                    elif dec < year_start:
+                        add(row, "DEC", dec_s, "ended-before-year")
+                if not rec:
+                    add(row, "REC", rec, "rec-required")
+            elif birth is not None and birth.age >= 18:
+                add(row, "DEC", dec_s, "open-after-18")
+            if rec:
+                if not dec_s:
+                    add(row, "REC", rec, "rec-without-dec")
+                if rec not in REC_CODES:
+                    add(row, "REC", rec, "code-list")
+            if rpc and rpc not in REASON_PLACE_CHANGE_CODES:
+                add(row, "REASON_PLACE_CHANGE", rpc, "code-list")
+            home_district = placement_district = None
+            if home_post:
+                home_district = districts.get(home_post)  # a child's home postcode repeats on each of its rows
+                if home_district is None:
+                    match = postcode(home_post)
+                    if match is None:
+                        add(row, "HOME_POST", home_post, "postcode-format")
+                    else:
+                        home_district = districts[home_post] = match.group(1).upper()
+            if pl_post:
+                placement_district = districts.get(pl_post)  # carers and homes take several children, or one again
+                if placement_district is None:
+                    match = postcode(pl_post)
+                    if match is None:
+                        add(row, "PL_POST", pl_post, "postcode-format")
+                    else:
+                        placement_district = districts[pl_post] = match.group(1).upper()
+            outside_england = False
+            if pl_la and pl_la not in known_las:
+                outside_england = _NON_ENGLISH_LA_RE.fullmatch(pl_la) is not None
+                if not outside_england:
+                    add(row, "PL_LA", pl_la, "la-code")
+            distance = None
+            if distance_s:
+                try:
+                    distance = float(distance_s)
+                except ValueError:
+                    distance = None
+                if distance is None or not 0.0 <= distance < MAX_DISTANCE_MILES:  # also refuses nan and inf
+                    add(row, "PL_DISTANCE", distance_s, "distance-format")
+            if urn == NO_URN:
+                urn = ""
+            if not urn:
+                if place not in URN_EXEMPT_PLACEMENTS and not outside_england:
+                    add(row, "URN", urn, "urn-required")
+            elif urn not in urns:
+                if _URN_RE.fullmatch(urn) is None:
+                    add(row, "URN", urn, "urn-format")
+                else:
+                    urns.add(urn)
+            if errors.count == checked or f is not raw:
+                break
+            # A rule broke on the fields as read, maybe only for white space around one (which is tolerated):
+            # take back what this reading reported and read the row again with every field stripped.
+            errors.count = checked
+            del errors.items[kept:]
+            f = list(map(strip, raw))
 
         if child:
             seen = (decom, dec, rne, rec, row) if decom is not None and (dec is not None or not dec_s) else None
             if known is None:
                 first[child] = (sex, dob_s, ethnic, uasc_s, seen)
+                if seen is not None and (rec == "X1" or (rne != "S" and seen[0] >= year_start)):
+                    suspects.append(child)
             else:
                 if known[0] != sex or known[1] != dob_s or known[2] != ethnic or known[3] != uasc_s:
                     n = next(n for n, v in enumerate((sex, dob_s, ethnic, uasc_s)) if known[n] != v)
@@ -631,26 +660,34 @@ def _scan_rows(  # one straight pass per row: it is what keeps import fast
         if pseudonym is None:
             pseudonym = pseudonyms[child] = mac.digest(prefix + child.encode())[:PSEUDONYM_BYTES].hex()
         yield new_row(kind, (
-            la, year, pseudonym, sexes[sex], birth[at_month], ethnic, uasc_s == "1", start[at_day], rne, ls, cin,
-            place, provider or None, end[at_day] if end is not None else None, rec or None, rpc or None,
-            home_district, placement_district,
-            urn or None, groups.get(place, "other"), birth.age,
-            (pl_la != la) if pl_la else None,
-            (distance > AT_DISTANCE_MILES) if distance is not None else None,
+            la, year, pseudonym, sexes[sex], birth[at_month], ethnic, flags[uasc_s == "1"], start[at_day], rne, ls,
+            cin, place, provider or blank, end[at_day] if end is not None else blank, rec or blank, rpc or blank,
+            home_district or blank, placement_district or blank,
+            urn or blank, groups.get(place, "other"), birth.age,
+            flags[pl_la != la] if pl_la else blank,
+            flags[distance > AT_DISTANCE_MILES] if distance is not None else blank,
         ))  # fmt: skip
 
-    _check_sequences(first, more, year_start, add)
+    _check_sequences(first, more, suspects, year_start, add, clean=not errors.count)
 
 
 def _check_sequences(
     first: dict[str, tuple[str, str, str, str, _Seen | None]],
     more: dict[str, list[_Seen]],
+    suspects: list[str],
     year_start: date,
     add: _AddError,
+    *,
+    clean: bool,
 ) -> None:
-    """Cross-row rules, per child: no overlaps, X1 followed by a same-day episode, and the reverse."""
-    for child, entry in first.items():
-        only = entry[4]
+    """Cross-row rules, per child: no overlaps, X1 followed by a same-day episode, and the reverse.
+
+    A child with one episode can only break them if it ended with X1 or continued a period from 1 April on:
+    ``suspects`` lists those (in the order they first appear), so the other children need no look at all.
+    ``clean``: no row broke a rule, so each child's episodes that :func:`_chained` accepts need no closer look.
+    """
+    for child in suspects:
+        only = first[child][4]
         if only is None or child in more:
             continue
         decom, _, rne, rec, row = only
@@ -660,6 +697,8 @@ def _check_sequences(
             add(row, "RNE", rne, "rne-without-previous")
     by_start = itemgetter(0)
     for seen in more.values():
+        if clean and _chained(seen, year_start):
+            continue
         seen.sort(key=by_start)  # stable: episodes starting the same day stay in row order
         for (_, earlier_dec, _, _, _), (later_decom, _, _, _, later_row) in pairwise(seen):
             if earlier_dec is None or earlier_dec > later_decom:
@@ -677,3 +716,23 @@ def _check_sequences(
                 and x1_ends.count(decom) - (same_day_self and rec == "X1") <= 0
             ):
                 add(row, "RNE", rne, "rne-without-previous")
+
+
+def _chained(seen: list[_Seen], year_start: date) -> bool:
+    """True if a child's episodes, in row order, visibly break no cross-row rule; False if in doubt.
+
+    A file usually lists them as a chain, and that is enough: in order of start (each row ending no later than
+    the next starts, so no overlap either), every X1 end the day the next episode starts, and every episode
+    that continues a period (RNE not S, from 1 April) starting the day the one before ended with X1. One pass
+    instead of the sort and counts of the full check, which is then only needed for the rest. Relies on every
+    row having passed its own rules (an end is never before its start).
+    """
+    previous_dec: date | None = None
+    previous_x1 = False
+    for n, (decom, dec, rne, rec, _) in enumerate(seen):
+        if n and (previous_dec is None or previous_dec > decom or (previous_x1 and previous_dec != decom)):
+            return False
+        if rne != "S" and decom >= year_start and not previous_x1:  # X1 ends on this start (above)
+            return False
+        previous_dec, previous_x1 = dec, rec == "X1"
+    return not previous_x1

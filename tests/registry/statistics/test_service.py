@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
@@ -114,6 +115,13 @@ class TestImport:
         expected = list(read_episodes(files["kent"], la=KENT, year=YEAR, salt=SALT))
         with Session(engine) as session:
             assert service.episodes_of(session, year=YEAR, las=[KENT]) == expected
+            # SQLite gets '' for a blank and turns it into NULL: no empty string is left in any column
+            for column in ("place_provider", "dec", "rec", "reason_place_change", "urn", "outside_la"):
+                stored = StatisticsEpisode.__table__.c[column]  # type: ignore[attr-defined]
+                blanks = select(func.count()).where(func.coalesce(sa.cast(stored, sa.String), "") == "")
+                nulls = select(func.count()).where(stored.is_(None))
+                assert session.exec(blanks).one() == session.exec(nulls).one()
+            assert session.exec(select(func.count()).where(StatisticsEpisode.dec.is_(None))).one() > 0  # type: ignore[union-attr]
 
     def test_a_file_broken_after_rows_were_stored_leaves_nothing_of_it(
         self, engine: Engine, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

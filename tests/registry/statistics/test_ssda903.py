@@ -2,11 +2,14 @@
 
 import hmac
 import io
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from registry.statistics import ssda903
 from registry.statistics.ssda903 import (
     OPTIONAL_COLUMNS,
     REDACTED,
@@ -20,6 +23,7 @@ from registry.statistics.ssda903 import (
     postcode_district,
     pseudonymise,
     read_episodes,
+    read_rows,
     validate_file,
 )
 
@@ -193,6 +197,15 @@ class TestValidateFile:
         text = "\ufeff" + csv_text(BASE).replace(",U6,", ", U6 ,")
         assert validate_file(write(tmp_path, text), LA, YEAR) == []
 
+    def test_white_space_around_any_field_is_tolerated_and_never_reported(self, tmp_path: Path) -> None:
+        padded = [{c: f" {v}\t" if v else " " for c, v in row.items()} for row in BASE]
+        assert validate_file(write(tmp_path, csv_text(padded)), LA, YEAR) == []
+        episodes = list(read_episodes(write(tmp_path, csv_text(padded), "padded.csv"), la=LA, year=YEAR, salt=SALT))
+        assert episodes == list(read_episodes(write(tmp_path, csv_text(BASE)), la=LA, year=YEAR, salt=SALT))
+        padded[0]["LS"] = " ZZ "  # a real error among padded fields is reported once, as stripped
+        (error,) = validate_file(write(tmp_path, csv_text(padded), "bad.csv"), LA, YEAR)
+        assert (error.row, error.column, error.value, error.rule) == (2, "LS", "ZZ", "code-list")
+
     def test_reports_are_capped_but_every_error_is_counted(self, tmp_path: Path) -> None:
         rows = mutated({"A1": {"ETHNIC": "?", "CIN": "?", "LS": "?"}, "D4": {"RNE": "?", "URN": "?"}})
         path = write(tmp_path, csv_text(rows))
@@ -266,6 +279,89 @@ class TestReadEpisodes:
             seen.extend(read_episodes(path, la=LA, year=YEAR, salt=SALT))
         assert len(seen) == 2
         assert found(caught.value.row_errors) == [(4, "PLACE", "code-list")]
+
+
+class TestReadRows:
+    """What an importer stores: the episodes' fields as plain values a driver binds without adapting them."""
+
+    def expected(self, episode: Episode, blank: str | None) -> tuple[object, ...]:
+        def plain(value: object) -> object:
+            if value is None:
+                return blank
+            if isinstance(value, bool):
+                return int(value)
+            return value.isoformat() if isinstance(value, date) else value
+
+        return tuple(plain(v) for v in episode)
+
+    @pytest.mark.parametrize("blank", ["", None])
+    def test_rows_are_the_episodes_with_iso_dates_0_1_booleans_and_the_blank_asked_for(self, tmp_path, blank) -> None:
+        path = write(tmp_path, csv_text(BASE))
+        rows = list(read_rows(path, la=LA, year=YEAR, salt=SALT, blank=blank))
+        episodes = list(read_episodes(path, la=LA, year=YEAR, salt=SALT))
+        assert rows == [self.expected(e, blank) for e in episodes]
+        assert all(type(v) in (str, int) or v is blank for row in rows for v in row)  # never bool, date or None
+        returned_home = rows[3]
+        assert (returned_home[13], returned_home[18], returned_home[21]) == ("2025-02-01", blank, blank)
+
+    def test_rows_stop_at_the_first_error_and_the_file_is_rejected(self, tmp_path: Path) -> None:
+        bad = write(tmp_path, csv_text(mutated({"C3": {"LS": "??"}})))
+        seen: list[tuple[object, ...]] = []
+        with pytest.raises(InvalidEpisodeFile) as caught:
+            seen.extend(read_rows(bad, la=LA, year=YEAR, salt=SALT, blank=""))
+        assert len(seen) == 3  # rows 2-4 were clean; nothing from row 5 on
+        assert found(caught.value.row_errors) == [(5, "LS", "code-list")]
+
+
+# One child's episodes as the cross-row rules see them, each passing its own row rules: (DECOM, DEC, RNE, REC).
+EPISODE = st.tuples(
+    st.integers(0, 6),  # start: days after 29 March 2024 (a few start before 1 April, the collection year)
+    st.none() | st.integers(0, 3),  # open, or ends this many days after it starts
+    st.sampled_from(["S", "P", "L", "B"]),
+    st.sampled_from(["X1", "E8"]),
+)
+
+
+class TestCrossRowRules:
+    """The one-pass chain check only ever spares the full check where the full check finds nothing."""
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.lists(EPISODE, min_size=2, max_size=4))
+    @example([(0, 1, "S", "X1"), (3, None, "S", "E8")])  # an X1 end with no start that day
+    @example([(3, 0, "S", "X1"), (3, None, "P", "E8")])  # a same-day X1 episode, then its continuation
+    @example([(4, 1, "S", "X1"), (5, None, "L", "E8")])  # a continuation the day after the X1 end
+    @example([(5, None, "S", "E8"), (2, 3, "S", "X1")])  # rows not in order of start
+    def test_checking_a_clean_files_chains_quickly_reports_the_same(self, drawn) -> None:
+        day0, year_start = date(2024, 3, 29), date(2024, 4, 1)
+        seen = [
+            (day0 + timedelta(start), None if end is None else day0 + timedelta(start + end), rne,
+             "" if end is None else rec, row)
+            for row, (start, end, rne, rec) in enumerate(drawn, start=2)
+        ]  # fmt: skip
+
+        def report(*, clean: bool) -> list[tuple[object, ...]]:
+            broken: list[tuple[object, ...]] = []
+            first = {"C1": ("1", "01/01/2010", "WBRI", "0", seen[0])}
+            ssda903._check_sequences(
+                first, {"C1": list(seen)}, ["C1"], year_start, lambda *e: broken.append(e), clean=clean
+            )
+            return sorted(broken)
+
+        reports = [report(clean=False), report(clean=True)]
+        assert reports[0] == reports[1]
+        if ssda903._chained(seen, year_start):
+            assert reports[0] == []
+
+    def test_a_chain_in_row_order_is_accepted_without_the_full_check(self) -> None:
+        year_start = date(2024, 4, 1)
+        chain = [
+            (date(2024, 1, 5), date(2024, 5, 1), "S", "X1", 2),
+            (date(2024, 5, 1), date(2024, 6, 1), "P", "X1", 3),
+            (date(2024, 6, 1), None, "L", "", 4),
+        ]
+        assert ssda903._chained(chain, year_start)
+        assert not ssda903._chained(chain[:2], year_start)  # the last X1 has nothing after it
+        assert not ssda903._chained([chain[0], chain[2], chain[1]], year_start)  # not in order of start
 
 
 class TestPseudonymise:
