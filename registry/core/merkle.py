@@ -109,6 +109,11 @@ def _split(width: int) -> int:
     return 1 << ((width - 1).bit_length() - 1)
 
 
+def _set_bits_descending(size: int) -> list[int]:
+    """The levels of a compact range of ``size`` leaves, largest subtree first (the set bits of ``size``)."""
+    return [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+
+
 def _subtree_ids(begin: int, end: int) -> list[NodeId]:
     """Perfect nodes, left to right, whose right fold is the RFC hash of the aligned subtree [begin, end)."""
     ids: list[NodeId] = []
@@ -454,6 +459,41 @@ class CompactRange:
         for digest in leaf_hashes:
             completed.extend(self.append(digest))
         return completed
+
+    def extend_rows(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Append a batch of leaves and return the perfect nodes it completes as ``(level, index, hash)`` rows.
+
+        The same nodes as :meth:`extend`, but level by level (the leaves first) rather than in append order,
+        and computed a whole level at a time with the pairing loop of :func:`root_of`: a sequencer appends
+        hundreds of leaves per batch, and one ``Node`` object and one Python-level carry loop per node cost
+        it several times the hashing itself.
+        """
+        leaves = list(leaf_hashes)
+        if not all(_is_hash(digest) for digest in leaves):
+            bad = next(digest for digest in leaves if not _is_hash(digest))
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes of SHA-256, not {bad!r:.80}")
+        size = self._size
+        new_size = size + len(leaves)
+        # The range's hashes by level: the left edge holds one perfect node per set bit of the size.
+        edge = dict(zip(_set_bits_descending(size), self._hashes, strict=True))
+        rows: list[tuple[int, int, bytes]] = []
+        level, start, nodes = 0, size, leaves
+        while nodes:
+            rows.extend((level, start + offset, digest) for offset, digest in enumerate(nodes))
+            if start & 1:  # the first new node is a right child: its left sibling waits on the edge
+                nodes = [edge[level], *nodes]
+                start -= 1
+            # An odd last node has no sibling yet: it becomes (or stays) the edge at this level.
+            if len(nodes) & 1:
+                edge[level] = nodes[-1]
+            else:
+                edge.pop(level, None)
+            nodes = _pair_up(nodes)
+            level += 1
+            start >>= 1
+        self._hashes = [edge[level] for level in _set_bits_descending(new_size)]
+        self._size = new_size
+        return rows
 
     def root(self) -> bytes:
         """The tree head's root hash for the current size: O(log n) hashes."""

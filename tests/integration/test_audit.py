@@ -83,8 +83,16 @@ def test_concurrent_requests_on_three_workers_give_one_gap_free_signed_log(node:
         sent = [rid for ids in pool.map(client, range(CLIENTS)) for rid in ids]
 
     with httpx.Client(base_url=node.base_url, timeout=30) as http:
-        head = signed_head(http, gov, len(sent))
-        items = [i for i in all_entries(http, gov) if i["index"] < head["tree_head"]["tree_size"]]
+        # Wait for a head that covers every request sent, not merely as many entries as were sent: the log also
+        # holds the start-up probes, the token requests and these polls, so a head of len(sent) entries can
+        # still leave some of the last requests waiting for the next sequencer run.
+        def covering_all_sent() -> tuple[dict, list[dict]] | None:
+            head: dict = http.get("/v1/audit/tree-head", headers=gov).json()
+            items = [i for i in all_entries(http, gov) if i["index"] < head["tree_head"]["tree_size"]]
+            recorded = {i["entry"]["request_id"] for i in items}
+            return (head, items) if recorded >= set(sent) else None
+
+        head, items = wait_for(covering_all_sent, what="a signed tree head covering every request sent")
         jwks = http.get("/.well-known/jwks.json").json()
 
     size = head["tree_head"]["tree_size"]

@@ -249,14 +249,14 @@ class AuditLog:
                 return 0
             size = int(head.tree_size)
             work = self._compact_at(conn, size, head.root_hash).copy()
-            completed = work.extend(bytes(row.leaf_hash) for row in rows)
+            completed = work.extend_rows([bytes(leaf) for _, leaf in rows])
             if rows:
-                self._assign(conn, [int(row.id) for row in rows], size)
+                self._assign(conn, [int(entry_id) for entry_id, _ in rows], size)
                 # Straight to the driver's executemany: thousands of three-column rows, nothing to compile.
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 conn.exec_driver_sql(
                     f"INSERT INTO audit_node (level, idx, digest) VALUES ({mark}, {mark}, {mark})",  # noqa: S608
-                    [(node.level, node.index, node.hash) for node in completed],
+                    completed,
                 )
             root_hex = work.root().hex()
             moment = max(utcnow(), head.signed_at) if head.signed_at is not None else utcnow()

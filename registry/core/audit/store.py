@@ -87,17 +87,23 @@ class EntryInserter:
         columns, marks = ", ".join(self.COLUMNS), ", ".join([mark] * len(self.COLUMNS))
         # Only fixed column names and placeholders: nothing from a request ever reaches this text.
         self.sql = f"INSERT INTO audit_entry ({columns}) VALUES ({marks})"  # noqa: S608
-        self._processors: list[Callable[[Any], Any] | None] = [
-            ENTRY.c[name].type.bind_processor(dialect) for name in self.COLUMNS
+        # Only the columns whose type converts values on the way in (the timestamp, the hash); the text
+        # columns go to the driver as they are.
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (position, process)
+            for position, name in enumerate(self.COLUMNS)
+            if (process := ENTRY.c[name].type.bind_processor(dialect)) is not None
         ]
         self._connection: PoolProxiedConnection | None = None
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """One row's positional parameters, through each column type's bind processor."""
-        return tuple(
-            value if process is None or value is None else process(value)
-            for value, process in zip((row[name] for name in self.COLUMNS), self._processors, strict=True)
-        )
+        values = [row[name] for name in self.COLUMNS]
+        for position, process in self._processors:
+            value = values[position]
+            if value is not None:
+                values[position] = process(value)
+        return tuple(values)
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert and commit ``rows`` in one transaction; raises whatever the driver raises."""

@@ -13,12 +13,17 @@ Two paths, chosen per call:
   are handed over as one queue item (one wake-up of the thread, not one per request); a background thread
   drains the queue, inserts the batch, and wakes each waiting event loop once per batch
   (``call_soon_threadsafe``). The database round trip and fsync happen off the event loop.
-- **inline** (SQLite, uncontended): entries of the requests an event loop finishes in one turn are inserted
-  on that loop at the end of the turn: a local write of well under a millisecond, with no thread hand-off.
-  Handing every entry to a thread cost a one-worker node about a third of its throughput on this machine
-  (the GIL hand-over dominates a write this small). The inline connection never waits: if this process's
-  sequencer or another worker holds SQLite's write lock, or anything else goes wrong, the batch simply goes
-  to the writer thread instead.
+- **inline** (SQLite, uncontended): entries of the requests an event loop finishes are inserted on that loop:
+  a local write of well under a millisecond, with no thread hand-off. Handing every entry to a thread cost a
+  one-worker node about a third of its throughput on this machine (the GIL hand-over dominates a write this
+  small). The inline connection never waits: if this process's sequencer or another worker holds SQLite's
+  write lock, or anything else goes wrong, the batch simply goes to the writer thread instead.
+
+Either way a batch leaves :data:`GATHER_TURNS` loop turns after its first entry, not at the end of that first
+turn: the requests whose bytes arrive while the first ones are being answered finish in the next turn and
+share the commit. A SQLite commit costs several times a row, so on a busy node this roughly doubles the
+requests per commit (4.5 to 7.7 with eight keep-alive clients measured here, -18 µs of CPU per request),
+for one extra pass of an event loop (microseconds) when a request is alone.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from registry.core.audit.store import EntryInserter
 log = logging.getLogger("rcc.audit")
 
 IDLE_SECONDS = 5.0  # an idle writer gives its connection back to the pool
+GATHER_TURNS = 2  # event loop turns a batch stays open for (see the module docstring)
 _STOP = object()
 Waiter = concurrent.futures.Future[None] | asyncio.Future[None]
 
@@ -114,12 +120,12 @@ class EntryWriter:
         """:meth:`append` for async code; the event loop keeps serving while the entry is stored."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        # The entries of the requests this loop finishes in one turn leave together at the end of the turn:
-        # one inline insert, or one hand-over to the writer thread (one queue item, one wake-up).
+        # The entries of the requests this loop finishes in the next GATHER_TURNS turns leave together: one
+        # inline insert, or one hand-over to the writer thread (one queue item, one wake-up).
         batch = self._turn_batches.get(loop)
         if batch is None:
             batch = self._turn_batches[loop] = []
-            loop.call_soon(self._flush_turn, loop)
+            loop.call_soon(self._gather, loop, GATHER_TURNS - 1)
         batch.append((entry, future))
         await future
 
@@ -148,6 +154,13 @@ class EntryWriter:
         if observer is not None:
             observer.committed([entry for entry, _ in batch], time.perf_counter())
         self._on_commit()
+
+    def _gather(self, loop: asyncio.AbstractEventLoop, turns_left: int) -> None:
+        """Keep the loop's batch open for ``turns_left`` more turns, then flush it."""
+        if turns_left > 0:
+            loop.call_soon(self._gather, loop, turns_left - 1)
+        else:
+            self._flush_turn(loop)
 
     def _flush_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._turn_batches.pop(loop, [])

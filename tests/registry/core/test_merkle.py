@@ -587,6 +587,29 @@ class TestCompactRange:
         expected = [node for leaf in LEAVES[:11] for node in one_by_one.append(leaf)]
         assert CompactRange().extend(LEAVES[:11]) == expected
 
+    @settings(max_examples=60, deadline=None)
+    @given(batches=st.lists(st.integers(0, 40), min_size=1, max_size=6))
+    def test_extend_rows_completes_the_same_nodes_as_appending_one_by_one(self, batches: list[int]) -> None:
+        batched, one_by_one = CompactRange(), CompactRange()
+        for count in batches:
+            leaves = LEAVES[batched.size : batched.size + count]
+            rows = batched.extend_rows(leaves)
+            expected = [(node.level, node.index, node.hash) for leaf in leaves for node in one_by_one.append(leaf)]
+            assert sorted(rows) == sorted(expected)
+            assert len(set(rows)) == len(rows)
+            assert batched.size == one_by_one.size
+            assert batched.root() == one_by_one.root() == ref_root(batched.size)
+        # The state left behind is the compact range itself: resuming from it appends like a fresh range.
+        assert batched.append(LEAVES[batched.size]) == one_by_one.append(LEAVES[one_by_one.size])
+
+    def test_extend_rows_refuses_a_bad_leaf_and_stays_unchanged(self) -> None:
+        compact = CompactRange()
+        compact.extend_rows(LEAVES[:5])
+        with pytest.raises(ValueError, match="32 bytes"):
+            compact.extend_rows([LEAVES[5], LEAVES[6][:31]])
+        assert compact.size == 5
+        assert compact.root() == ref_root(5)
+
     def test_a_copy_grows_independently(self) -> None:
         compact = CompactRange()
         compact.extend(LEAVES[:5])

@@ -223,6 +223,30 @@ class TestWriter:
         assert batches == [20]  # one hand-over, one transaction, every waiter released
         assert audit.sequence_pending() == 20
 
+    def test_entries_of_the_next_loop_turn_share_the_commit(self, audit, monkeypatch) -> None:
+        # Requests that finish one turn after the first (their bytes arrived while it was answered) join its
+        # batch: one commit for both on either path.
+        writer = audit.writer
+        batches: list[int] = []
+        original = writer._insert
+
+        def counting(inserter, rows) -> None:
+            batches.append(len(rows))
+            original(inserter, rows)
+
+        monkeypatch.setattr(writer, "_insert", counting)
+
+        async def later(i: int) -> None:
+            await asyncio.sleep(0)  # one loop turn after the first append
+            await audit.aappend(sample_entry(i))
+
+        async def staggered() -> None:
+            await asyncio.gather(audit.aappend(sample_entry(0)), later(1))
+
+        asyncio.run(staggered())
+        assert batches == [2]
+        assert audit.sequence_pending() == 2
+
     def test_stopped_log_restarts_on_the_next_append(self, audit) -> None:
         audit.append(sample_entry(1))
         audit.stop()
