@@ -547,7 +547,7 @@ def main() -> None:
         only = [arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--only=")]
         for key, run in sections:
             if only and not any(key.startswith(prefix) for prefix in only[0].split(",")):
-                results[key] = {"error": "skipped (--only)"}
+                results[key] = {"skipped": "--only"}
                 continue
             t0 = time.perf_counter()
             try:
@@ -558,7 +558,12 @@ def main() -> None:
 
     def show(key: str, fmt: Callable[[dict[str, float]], str]) -> None:
         value = results[key]
-        print(fmt(value) if "error" not in value else f"  {key}: FAILED {value['error']}")
+        if "skipped" in value:
+            print(f"  {key}: skipped ({value['skipped']})")
+        elif "error" in value:
+            print(f"  {key}: FAILED {value['error']}")
+        else:
+            print(fmt(value))
 
     print(f"audit log benchmark ({size:,} entries for the proof/verify figures)")
     print(f"1. durable appends through the sequencer ({APPEND_TASKS} requests in flight), target >= 5,000/s:")
