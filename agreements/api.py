@@ -12,13 +12,14 @@ federation inbox that receives them is ``federation.agreements``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlmodel import Session
 
-from agreements import bundle, outbox, service
+from agreements import bundle, flows, outbox, service
 from agreements.lifecycle import State
 from agreements.models import (
     AgreementPublic,
@@ -32,9 +33,11 @@ from agreements.models import (
 from agreements.outbox import Courier, CourierDep
 from agreements.runtime import AgreementsRuntime, RuntimeDep
 from registry.core.audit.context import audit_context
-from registry.core.auth.deps import NodeAdmin, require
+from registry.core.audit.recording import audit_log
+from registry.core.auth.deps import Governance, NodeAdmin, require
 from registry.core.auth.principal import Principal
 from registry.core.db import SessionDep
+from registry.core.node import NodeDep
 from schemas.vocabulary import Dataset, Purpose, Role
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
@@ -232,4 +235,49 @@ def agreement_bundle(agreement_id: AgreementId, session: SessionDep, runtime: Ru
     return JSONResponse(
         built.model_dump(mode="json"),
         headers={"Content-Disposition": f'attachment; filename="{agreement_id}.bundle.json"'},
+    )
+
+
+class FlowQuery(flows.FlowWindow):
+    """The report's window plus its format (``csv`` also when the client accepts only ``text/csv``)."""
+
+    format: Literal["json", "csv"] | None = Field(default=None, description="json (default) or csv.")
+
+
+@router.get(
+    "/{agreement_id}/flows",
+    name="agreements.flows",
+    response_model=flows.AgreementFlows,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def agreement_flows(
+    request: Request,
+    agreement_id: AgreementId,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    node: NodeDep,
+    _: Governance,
+    query: Annotated[FlowQuery, Query()],
+) -> flows.AgreementFlows | Response:
+    """What flowed to whom under the agreement, from this node's audit log, over the signed tree head returned."""
+    window = flows.FlowWindow(since=query.since, until=query.until)
+    report = flows.report(
+        session,
+        runtime=runtime,
+        log=audit_log(node),
+        agreement_id=agreement_id,
+        window=window,
+        context=audit_context(request),
+    )
+    wants_csv = query.format == "csv" or (
+        query.format is None
+        and "text/csv" in request.headers.get("accept", "")
+        and "json" not in request.headers.get("accept", "")
+    )
+    if not wants_csv:
+        return report
+    return Response(
+        flows.to_csv(report),
+        media_type=flows.CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{agreement_id}.flows.csv"'},
     )

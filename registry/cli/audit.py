@@ -1,4 +1,4 @@
-"""``rcc-node audit``: verify the log offline, print the signed tree head, export entries.
+"""``rcc-node audit``: verify the log offline, print the signed tree head, export entries, report an agreement's flows.
 
 These commands work on the node's database and key ring directly (no running node needed), so a governance
 officer or an auditor can check a copy of the database. ``verify`` exits 0 only if everything matches and
@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlmodel import Session
 
+from agreements import flows as agreement_flows
+from agreements.runtime import AgreementsRuntime
 from registry.cli.common import (
     ConfigOption,
     DataDirOption,
@@ -28,12 +33,13 @@ from registry.cli.common import (
 )
 from registry.cli.common import settings_for as _settings_for
 from registry.core.audit.context import AuditContext
-from registry.core.audit.entry import build_entry
+from registry.core.audit.entry import build_entry, format_time
 from registry.core.audit.errors import AuditStoreError
 from registry.core.audit.log import AuditLog, read_head, signed_head_of
 from registry.core.audit.service import EntryFilters, export_lines
 from registry.core.audit.verify import verify_log
 from registry.core.db import make_engine
+from registry.core.errors import NodeError
 
 audit_app = typer.Typer(help="The node's tamper-evident audit log.", no_args_is_help=True)
 
@@ -181,6 +187,87 @@ def export(
         engine.dispose()
     if output is not None:
         err_console.print(f"Exported {context.result_count or 0} entries to {output}.")
+
+
+@audit_app.command("flows")
+def flows(
+    agreement_id: Annotated[str, typer.Argument(help="The agreement's id.")],
+    data_dir: DataDirOption = Path(".rcc"),
+    config: ConfigOption = None,
+    since: Annotated[datetime | None, typer.Option(help="Entries at or after this time (UTC if no offset).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Entries before this time (UTC if no offset).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """What flowed to whom under an agreement, from the log (as GET /v1/agreements/ID/flows); itself audited."""
+    try:
+        window = agreement_flows.FlowWindow(
+            since=since.replace(tzinfo=since.tzinfo or UTC) if since else None,
+            until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
+        )
+    except ValidationError as exc:
+        fail(f"invalid window: {'; '.join(str(e['msg']) for e in exc.errors())}")
+    settings = _settings_for(data_dir, config)
+    keys = keys_for(settings)
+    engine = make_engine(settings.effective_database_url)
+    log = AuditLog(engine=engine, node_id=settings.node_id, keys=keys)
+    runtime = AgreementsRuntime.standalone(node_id=settings.node_id, keys=keys, engine=engine)
+    context = AuditContext(actor_type="operator", actor_id=_operator(), agreement=agreement_id)
+    try:
+        with Session(engine) as session:
+            report = agreement_flows.report(
+                session, runtime=runtime, log=log, agreement_id=agreement_id, window=window, context=context
+            )
+    except NodeError as exc:
+        context.deny(exc.code)
+        fail(exc.detail)
+    except AuditStoreError as exc:
+        fail(str(exc))
+    finally:
+        # Recorded before anything is printed (and refusals too): a report that cannot be audited is not shown.
+        try:
+            entry = build_entry(
+                node_id=settings.node_id, direction="inbound", action="cli.audit.flows", context=context
+            )
+            log.insert_now([entry])
+        finally:
+            engine.dispose()
+    if json_output:
+        print_json(report.model_dump(mode="json"))
+        return
+    _print_flows(report)
+
+
+def _print_flows(report: agreement_flows.AgreementFlows) -> None:
+    out_console.print(
+        f"[bold]{report.agreement}[/] v{report.version}  {report.title}  ({report.state}); "
+        f"parties {', '.join(report.parties)}"
+    )
+    since = format_time(report.since) if report.since else "the first entry"
+    until = format_time(report.until) if report.until else "the last"
+    window = f"{since} to {until}"
+    out_console.print(f"Audit entries 0 to {report.tree_size - 1} of the signed tree head, {window}.")
+    table = Table(
+        "Direction", "Peer", "Dataset", "Purpose", "Decision", "Reason", "Requests", "Results", "First", "Last"
+    )
+    for row in report.rows:
+        table.add_row(
+            row.direction,
+            row.peer or "(this node's users)",
+            row.dataset or "",
+            row.purpose or "",
+            row.decision or "",
+            row.reason or "",
+            str(row.requests),
+            "" if row.result_count is None else str(row.result_count),
+            format_time(row.first),
+            format_time(row.last),
+        )
+    out_console.print(table)
+    totals = report.totals
+    out_console.print(
+        f"{totals.requests} requests ({totals.inbound} in, {totals.outbound} out): {totals.permitted} permitted, "
+        f"{totals.denied} denied, {totals.undecided} undecided; {totals.result_count} results."
+    )
 
 
 def _operator() -> str:

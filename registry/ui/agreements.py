@@ -3,7 +3,9 @@
 The register is ``agreements.service.list_agreements`` (state computed now, review and expiry warnings at 90
 and 30 days); an agreement's page is ``agreements.service.get`` with every signature and event checked by
 ``agreements.bundle.verify`` — the same calls as ``GET /v1/agreements…``. Node admins may revoke from the page,
-through the API's own revoke route function (signed event, delivered to the other parties).
+through the API's own revoke route function (signed event, delivered to the other parties). Governance officers
+(only they) also see what flowed under the agreement, to whom: ``agreements.flows.report``, as
+``GET /v1/agreements/{id}/flows``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from agreements import api as agreements_api
-from agreements import bundle, service
+from agreements import bundle, flows, service
 from agreements.lifecycle import State
 from agreements.models import AgreementSummary, ReasonRequest, VerifyReport
 from agreements.outbox import CourierDep
 from agreements.runtime import RuntimeDep
 from registry.core.audit.context import audit_context
+from registry.core.audit.recording import audit_log
 from registry.core.db import SessionDep
+from registry.core.node import NodeDep
 from registry.ui.render import render
 from registry.ui.session import AdminUser, AgreementsUser, CsrfChecked
 
@@ -77,14 +81,19 @@ def agreement_page(
     agreement_id: AgreementId,
     session: SessionDep,
     runtime: RuntimeDep,
+    node: NodeDep,
     principal: AgreementsUser,
     version: Annotated[int | None, Query(ge=1)] = None,
     error: Annotated[Literal["reason"] | None, Query()] = None,
 ) -> HTMLResponse:
-    """One agreement: its text, grants, each party's signature and whether it verifies, and its history."""
+    """One agreement: its text, grants, each party's signature and whether it verifies, and its history; for
+    governance officers, what flowed under it to whom."""
     agreement = service.get(session, runtime=runtime, agreement_id=agreement_id, version=version)
     report = bundle.verify(session, runtime=runtime, agreement_id=agreement_id)
     signatures, events, version_valid = _checks(report, agreement.version)
+    flowed = None
+    if "governance" in principal.roles:
+        flowed = flows.report(session, runtime=runtime, log=audit_log(node), agreement_id=agreement_id)
     audit_context(request).result_count = 1
     return render(
         request,
@@ -95,6 +104,7 @@ def agreement_page(
         signature_checks=signatures,
         event_checks=events,
         version_valid=version_valid,
+        flows=flowed,
         may_revoke="node-admin" in principal.roles and agreement.state in ("active", "proposed", "suspended"),
         error="Enter the reason for revoking the agreement" if error == "reason" else None,
     )

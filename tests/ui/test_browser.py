@@ -317,6 +317,7 @@ class TestPages:
             page.click("#bundle-download")
         bundle = json.loads(Path(download.value.path()).read_text())
         assert bundle["agreement"] == "se-london-mou" and bundle["versions"][0]["signatures"]
+        assert page.locator("#flows-heading").count() == 1  # governance sees what flowed under it
         accessible(page, "agreement")
         page.context.close()
 

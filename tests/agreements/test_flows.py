@@ -1,0 +1,286 @@
+"""``GET /v1/agreements/{id}/flows`` on an in-process node: what flowed to whom, from the node's own audit log.
+
+The entries counted are written through the audit log's own recording functions (inbound as the middleware
+builds them, outbound as the federation client records them), at fixed times in March 2026, then sequenced; the
+node's own activity (registering the agreement, reading the report) happens now, months later, and shows up as
+rows without a peer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from agreements import flows
+from registry.app import create_app
+from registry.core.audit.context import AuditContext
+from registry.core.audit.entry import build_entry
+from registry.core.audit.recording import audit_log, sequence_pending
+from registry.core.db import claim_database, make_engine, upgrade
+from registry.core.keys import KeyRing
+from registry.core.settings import load_settings
+from tests.agreements.conftest import GM, LDN, NAT, document, grant
+from tests.support.databases import fresh_database
+from tests.support.tokens import bearer
+
+pytestmark = pytest.mark.postgres
+
+HERE = "rcc-test"
+MOU = "flows-mou"
+OTHER = "flows-other"
+VACANCIES, SEARCH = "capacity.vacancies", "placement-search"
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+def inbound(node_id: str, *, peer: str, agreement: str, when: datetime, count: int | None, deny: str | None = None):
+    context = AuditContext(
+        actor_type="node", actor_id=peer, peer=peer, agreement=agreement, dataset=VACANCIES, purpose=SEARCH
+    )
+    if deny is None:
+        context.permit()
+        context.result_count = count
+    else:
+        context.deny(deny)
+    return build_entry(
+        node_id=node_id,
+        direction="inbound",
+        action="federation.capacity_search",
+        context=context,
+        time=when,
+        status=403 if deny else 200,
+    )
+
+
+def outbound(node_id: str, *, peer: str, outcome: str, when: datetime):
+    """A call this node made to ``peer``, decided from its outcome as ``recording.outbound_entry`` decides it."""
+    context = AuditContext(peer=peer, agreement=MOU, dataset=VACANCIES, purpose=SEARCH)
+    if outcome == "ok":
+        context.permit()
+    elif outcome == "refused":
+        context.deny(outcome)
+    else:
+        context.reason = outcome
+    return build_entry(
+        node_id=node_id,
+        direction="outbound",
+        action="federation.capacity_search",
+        context=context,
+        time=when,
+        outcome=outcome,
+        method="POST",
+    )
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    """One node holding a draft agreement with GM, and a log with flows under it and under another agreement."""
+    with fresh_database(tmp_path_factory.mktemp("flows-db")) as url:
+        upgrade(url)
+        settings = load_settings(
+            data_dir=Path(tmp_path_factory.mktemp("flows")),
+            node_id=HERE,
+            name="Test RCC",
+            database_url=url,
+            base_url="http://testserver",
+        )
+        engine = make_engine(url)
+        claim_database(engine, HERE)
+        application = create_app(settings, keys=KeyRing.generate(), engine=engine)
+        with TestClient(application, raise_server_exceptions=False) as client:
+            admin = bearer(application, "node-admin", subject="flows-admin")
+            mou = document(
+                MOU,
+                [HERE, GM],
+                [grant(HERE, [GM], [VACANCIES], [SEARCH]), grant(GM, [HERE], [VACANCIES], [SEARCH])],
+            )
+            assert client.post("/v1/agreements", json=mou, headers=admin).status_code == 201
+        log = audit_log(application.state.node)
+        log.insert_now(
+            [
+                inbound(HERE, peer=GM, agreement=MOU, when=at(2), count=3),
+                inbound(HERE, peer=GM, agreement=MOU, when=at(9), count=4),
+                inbound(HERE, peer=GM, agreement=MOU, when=at(10), count=None, deny="purpose-not-granted"),
+                inbound(HERE, peer=LDN, agreement=MOU, when=at(3), count=None, deny="no-agreement"),
+                inbound(HERE, peer=NAT, agreement=OTHER, when=at(4), count=50),
+                outbound(HERE, peer=GM, outcome="ok", when=at(5)),
+                outbound(HERE, peer=GM, outcome="ok", when=at(6)),
+                outbound(HERE, peer=GM, outcome="timeout", when=at(7)),
+                outbound(HERE, peer=GM, outcome="refused", when=at(8)),
+            ]
+        )
+        sequence_pending(application.state.node)
+        yield application
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def http(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def governance(app: FastAPI) -> dict[str, str]:
+    return bearer(app, "governance", subject="flows-dpo")
+
+
+def peer_rows(body: dict[str, Any]) -> list[tuple[Any, ...]]:
+    keys = ("direction", "peer", "dataset", "purpose", "decision", "reason", "requests", "result_count")
+    return [tuple(row[k] for k in keys) for row in body["rows"] if row["peer"] is not None]
+
+
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    if code is not None:
+        assert body["code"] == code
+    return body
+
+
+class TestReport:
+    def test_flows_are_grouped_by_direction_peer_decision_and_reason_with_counts(self, http, governance) -> None:
+        response = http.get(f"/v1/agreements/{MOU}/flows", headers=governance)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert peer_rows(body) == [
+            ("inbound", GM, VACANCIES, SEARCH, "deny", "purpose-not-granted", 1, None),
+            ("inbound", GM, VACANCIES, SEARCH, "permit", None, 2, 7),
+            ("inbound", LDN, VACANCIES, SEARCH, "deny", "no-agreement", 1, None),
+            ("outbound", GM, VACANCIES, SEARCH, None, "timeout", 1, None),
+            ("outbound", GM, VACANCIES, SEARCH, "deny", "refused", 1, None),
+            ("outbound", GM, VACANCIES, SEARCH, "permit", None, 2, None),
+        ]
+        permits = next(r for r in body["rows"] if r["peer"] == GM and r["decision"] == "permit" and r["result_count"])
+        assert (permits["first"], permits["last"]) == ("2026-03-02T12:00:00Z", "2026-03-09T12:00:00Z")
+
+    def test_the_register_facts_and_the_signed_tree_head_come_with_it(self, http, governance) -> None:
+        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+        assert (body["agreement"], body["version"], body["state"]) == (MOU, 1, "draft")
+        assert (body["parties"], body["datasets"], body["purposes"]) == ([HERE, GM], [VACANCIES], [SEARCH])
+        head = body["signed_tree_head"]
+        assert head["tree_head"]["node_id"] == HERE
+        assert body["tree_size"] == head["tree_head"]["tree_size"] >= 9
+        assert head["signature"].count(".") == 2
+
+    def test_rows_without_a_peer_are_this_nodes_own_users_and_totals_add_up(self, http, governance) -> None:
+        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+        local = [r for r in body["rows"] if r["peer"] is None]
+        assert local and {r["direction"] for r in local} == {"inbound"}  # registering the agreement, at least
+        totals = body["totals"]
+        assert totals["requests"] == sum(r["requests"] for r in body["rows"])
+        assert totals["outbound"] == 4
+        assert totals["inbound"] == totals["requests"] - 4
+        assert totals["result_count"] == 7
+        assert totals["peers"] == [GM, LDN]
+        assert totals["undecided"] >= 1  # the timeout
+        assert totals["denied"] == 3
+
+    def test_since_and_until_bound_the_window(self, http, governance) -> None:
+        params = {"since": "2026-03-03T00:00:00Z", "until": "2026-03-09T12:00:00+00:00"}
+        body = http.get(f"/v1/agreements/{MOU}/flows", params=params, headers=governance).json()
+        assert [(r["direction"], r["peer"], r["decision"], r["requests"]) for r in body["rows"]] == [
+            ("inbound", LDN, "deny", 1),
+            ("outbound", GM, None, 1),
+            ("outbound", GM, "deny", 1),
+            ("outbound", GM, "permit", 2),
+        ]
+        assert (body["since"], body["until"]) == ("2026-03-03T00:00:00Z", "2026-03-09T12:00:00Z")
+
+    def test_another_agreements_entries_are_not_counted(self, http, governance, app) -> None:
+        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+        assert NAT not in body["totals"]["peers"]
+        assert 50 not in [r["result_count"] for r in body["rows"]]
+
+    def test_only_entries_inside_the_tree_size_are_counted(self, app) -> None:
+        log = audit_log(app.state.node)
+        with log.engine.connect() as conn:
+            everything = flows.aggregate(conn, agreement_id=MOU, tree_size=10**9, window=flows.FlowWindow())
+            none = flows.aggregate(conn, agreement_id=MOU, tree_size=0, window=flows.FlowWindow())
+        assert sum(r.requests for r in everything) >= 8
+        assert none == []
+
+    def test_the_report_is_itself_audited_under_the_agreement(self, app, http, governance) -> None:
+        response = http.get(f"/v1/agreements/{MOU}/flows", headers={**governance, "x-request-id": "flows-read-1"})
+        assert response.status_code == 200
+        sequence_pending(app.state.node)
+        page = http.get(
+            "/v1/audit/entries", params={"action": "agreements.flows", "limit": 1000}, headers=governance
+        ).json()
+        entry = next(i["entry"] for i in page["items"] if i["entry"]["request_id"] == "flows-read-1")
+        assert (entry["agreement"], entry["status"], entry["actor_id"]) == (MOU, 200, "flows-dpo")
+        assert entry["result_count"] == len(response.json()["rows"])
+
+
+class TestCsv:
+    @pytest.mark.parametrize(
+        ("params", "headers"), [({"format": "csv"}, {}), ({}, {"accept": "text/csv"})], ids=["format", "accept"]
+    )
+    def test_the_same_rows_as_csv(self, http, governance, params, headers) -> None:
+        response = http.get(f"/v1/agreements/{MOU}/flows", params=params, headers={**governance, **headers})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
+        assert "attachment" in response.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        permits = [r for r in rows if r["peer"] == GM and r["decision"] == "permit" and r["direction"] == "inbound"]
+        assert len(permits) == 1
+        assert (permits[0]["requests"], permits[0]["result_count"]) == ("2", "7")
+        assert permits[0]["first"] == "2026-03-02T12:00:00.000000Z"
+        assert {r["agreement"] for r in rows} == {MOU}
+        assert len({r["tree_size"] for r in rows}) == 1
+
+
+class TestRefusals:
+    def test_an_unknown_agreement_is_404(self, http, governance) -> None:
+        assert_problem(http.get("/v1/agreements/no-such/flows", headers=governance), 404, "agreement-not-found")
+
+    def test_governance_only(self, app, http) -> None:
+        assert_problem(http.get(f"/v1/agreements/{MOU}/flows"), 401)
+        admin = bearer(app, "node-admin", subject="flows-admin")
+        assert_problem(http.get(f"/v1/agreements/{MOU}/flows", headers=admin), 403, "missing-role")
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"since": "2026-03-01T00:00:00"},  # no offset
+            {"until": "yesterday"},
+            {"since": "2026-03-05T00:00:00Z", "until": "2026-03-05T00:00:00Z"},
+            {"since": "2026-03-06T00:00:00Z", "until": "2026-03-05T00:00:00Z"},
+            {"format": "xml"},
+            {"tree_size": "3"},
+        ],
+        ids=["naive", "not-a-time", "empty-window", "reversed", "format", "unknown-parameter"],
+    )
+    def test_bad_parameters_are_422(self, http, governance, params) -> None:
+        assert_problem(http.get(f"/v1/agreements/{MOU}/flows", params=params, headers=governance), 422)
+
+
+class TestPure:
+    def test_totals_count_each_decision_and_direction(self) -> None:
+        row = {"dataset": VACANCIES, "purpose": SEARCH, "first": at(1), "last": at(2)}
+        rows = [
+            flows.FlowRow(
+                direction="inbound", peer=GM, decision="permit", reason=None, requests=3, result_count=9, **row
+            ),
+            flows.FlowRow(
+                direction="outbound", peer=LDN, decision=None, reason="timeout", requests=2, result_count=None, **row
+            ),
+            flows.FlowRow(
+                direction="inbound", peer=None, decision="deny", reason="x", requests=1, result_count=None, **row
+            ),
+        ]
+        totals = flows.totals_of(rows)
+        assert (totals.requests, totals.inbound, totals.outbound) == (6, 4, 2)
+        assert (totals.permitted, totals.denied, totals.undecided, totals.result_count) == (3, 1, 2, 9)
+        assert totals.peers == [GM, LDN]
