@@ -164,7 +164,7 @@ def export(
             action=action,
         )
     except ValueError as exc:
-        fail(f"invalid filter: {str(exc).splitlines()[-1]}")
+        fail(f"invalid filter: {_reasons(exc)}")
     engine = make_engine(settings.effective_database_url)
     log = AuditLog(engine=engine, node_id=settings.node_id, keys=keys_for(settings))
     context = AuditContext(actor_type="operator", actor_id=_operator())
@@ -205,7 +205,7 @@ def flows(
             until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
         )
     except ValidationError as exc:
-        fail(f"invalid window: {'; '.join(str(e['msg']) for e in exc.errors())}")
+        fail(f"invalid window: {_reasons(exc)}")
     settings = _settings_for(data_dir, config)
     keys = keys_for(settings)
     engine = make_engine(settings.effective_database_url)
@@ -275,3 +275,10 @@ def _operator() -> str:
         return f"os:{getpass.getuser()}"
     except (KeyError, OSError):
         return "os:unknown"
+
+
+def _reasons(exc: ValueError) -> str:
+    """What was wrong with the options, without pydantic's documentation links."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors())
+    return str(exc)

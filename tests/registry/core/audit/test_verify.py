@@ -202,6 +202,12 @@ class TestCli:
         assert json.loads(sequenced.stdout)["tree_head"]["tree_size"] == 14
         assert runner.invoke(cli, ["audit", "verify", "--data-dir", str(node_dir)]).exit_code == 0
 
+    def test_export_refuses_a_bad_filter_naming_the_option(self, node_dir: Path) -> None:
+        result = CliRunner().invoke(cli, ["audit", "export", "--data-dir", str(node_dir), "--decision", "maybe"])
+        assert result.exit_code != 0
+        assert "invalid filter: decision:" in result.stderr
+        assert "errors.pydantic.dev" not in result.output and "Traceback" not in result.output
+
     def test_verify_names_the_first_bad_index_and_fails(self, node_dir: Path) -> None:
         settings = load_settings(data_dir=node_dir)
         engine = make_engine(settings.effective_database_url)
