@@ -1,8 +1,9 @@
-"""Wiring the federation into a node's app: routes, response signatures, readiness, background refresh.
+"""Wiring the federation into a node's app: routes, response signatures, readiness, background tasks.
 
 ``create_app`` calls :func:`install_federation` once per app. Nothing essential depends on the lifespan
 (``httpx.ASGITransport`` never runs it): the directory is loaded synchronously here, and the guard schedules a
-refresh when one is due; the lifespan only adds the periodic refresh of an idle node and a clean shutdown.
+refresh when one is due; the lifespan only adds the periodic refresh of an idle node, the scheduled witnessing
+rounds (:mod:`federation.witness_task`; a governance officer can still run one by hand) and a clean shutdown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from federation import api
 from federation.client import OutboundAuditor
 from federation.guard import ResponseSignatureMiddleware
 from federation.runtime import Federation
+from federation.witness import schedule_interval
+from federation.witness_task import WitnessScheduler
 from registry.core.audit.recording import audit_log
 from registry.core.node import Node
 
@@ -44,15 +47,29 @@ def install_federation(
 
     @contextlib.asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
-        refresher = asyncio.get_running_loop().create_task(federation.store.run())
+        loop = asyncio.get_running_loop()
+        refresher = loop.create_task(federation.store.run())
         try:
             async with inner(application) as state:
-                yield state
+                # Inside the inner lifespan: a round stops before the audit log and the connections close.
+                interval = schedule_interval(node)
+                witnessing = loop.create_task(WitnessScheduler(node, interval=interval).run()) if interval else None
+                try:
+                    yield state
+                finally:
+                    await _cancel(witnessing)
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            await _cancel(refresher)
             await federation.aclose()
 
     app.router.lifespan_context = lifespan
     return federation
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -65,6 +65,27 @@ class WitnessedHead(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_type=Text)
 
 
+class WitnessSchedule(SQLModel, table=True):
+    """The node's last witnessing round, one row shared by every worker: who ran it, when, and what came of it.
+
+    It is also the claim that keeps several workers of one node from running the same scheduled round: a
+    worker starts a round only by moving ``started_at`` forward in one conditional ``UPDATE`` (see
+    :mod:`federation.witness_schedule`), which exactly one of them can win per interval on SQLite and PostgreSQL.
+    ``reports`` holds the JSON list of each peer's verdict once the round has finished.
+    """
+
+    __tablename__ = "federation_witness_schedule"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    round: int = Field(sa_column_kwargs={"autoincrement": False})
+    trigger: str = Field(max_length=16)
+    worker: str = Field(max_length=128)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reports: str | None = Field(default=None, sa_type=Text)
+    error: str | None = Field(default=None, sa_type=Text)
+
+
 @dataclass(frozen=True)
 class Peer:
     """A peer node authenticated for one request; what the policy decision (issue 6) decides on.

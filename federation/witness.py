@@ -13,11 +13,18 @@ Served here:
 * to peers: ``GET /federation/v1/audit/tree-head`` and ``GET /federation/v1/audit/proof/consistency``, each
   under the policy decision like every data-serving federation route;
 * to governance officers: ``POST /v1/audit/witness`` (a round now, each peer's verdict) and
-  ``GET /v1/audit/witness`` (the last head kept of every peer witnessed, and any inconsistency found).
+  ``GET /v1/audit/witness`` (the last head kept of every peer witnessed, any inconsistency found, and when the
+  last round ran and the next is due).
+
+Rounds also run by themselves every ``witness_interval_seconds`` (:mod:`federation.witness_task`), one worker
+of the node at a time (:mod:`federation.witness_schedule`), so a peer cannot rewrite its history between two
+rounds a person remembered to ask for. Either kind of round is recorded as the node's last round; its outbound
+calls are audited with the round's number, under the officer's identity or, for a scheduled round, the node's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -35,7 +43,8 @@ from federation.fanout import PeerCall, fanout
 from federation.guard import PeerDep
 from federation.models import WitnessedHead
 from federation.runtime import Federation
-from registry.core.audit.context import audit_context
+from federation.witness_schedule import begin, finish, next_due, read, reports_of, worker_id
+from registry.core.audit.context import AuditContext, audit_context
 from registry.core.audit.models import ConsistencyProofPublic, SignedTreeHead
 from registry.core.audit.recording import audit_log
 from registry.core.audit.service import consistency, signed_tree_head
@@ -111,11 +120,29 @@ class WitnessedPublic(BaseModel):
     detail: str | None = None
 
 
+class WitnessRoundPublic(BaseModel):
+    """The node's last witnessing round, scheduled or manual (``finished_at`` and ``reports`` once it is over)."""
+
+    round: int
+    trigger: Literal["schedule", "manual"]
+    started_at: datetime
+    finished_at: datetime | None = None
+    reports: list[WitnessReport] = []
+    error: str | None = None
+
+
 class WitnessState(BaseModel):
-    """What this node holds of every peer it witnesses: the last head kept, and every inconsistency found."""
+    """What this node holds of every peer it witnesses: the last head kept, and every inconsistency found.
+
+    And the schedule: rounds every ``interval_seconds`` (0: off, only manual rounds), the last round of either
+    kind, and the earliest time the next scheduled one may start (it starts within a tenth of the interval after).
+    """
 
     latest: list[WitnessedPublic]
     inconsistencies: list[WitnessedPublic]
+    interval_seconds: float = 0.0
+    last_round: WitnessRoundPublic | None = None
+    next_due_at: datetime | None = None
 
 
 class WitnessRound(BaseModel):
@@ -144,10 +171,47 @@ def _last_kept(engine: Engine, peer: str) -> WitnessedHead | None:
 
 
 def _keep(engine: Engine, head: WitnessedHead) -> None:
+    """Store a head unless it is held already; idempotent even when two rounds keep the same head at once.
+
+    The schedule lets one worker at a time run the scheduled round, but a manual round may overlap it (on
+    another worker): then both may insert the same (peer, size, root). The second insert meets the primary key
+    and is dropped: the row already held is the same evidence.
+    """
     with Session(engine) as session:
-        if session.get(WitnessedHead, (head.peer, head.tree_size, head.root_hash)) is None:
-            session.add(head)
+        if session.get(WitnessedHead, (head.peer, head.tree_size, head.root_hash)) is not None:
+            return
+        session.add(head)
+        try:
             session.commit()
+        except IntegrityError:
+            session.rollback()
+
+
+def schedule_interval(node: Node) -> float:
+    """Seconds between scheduled rounds on this node; 0 when off (setting 0, or no federation configured)."""
+    federation: Federation = node.extensions["federation"]
+    return node.settings.witness_interval_seconds if federation.store.configured else 0.0
+
+
+async def recorded_round(
+    node: Node, number: int, *, context: AuditContext, request_id: str | None = None
+) -> list[WitnessReport]:
+    """Run round ``number`` (already started in the schedule) and record how it ended, a failure included.
+
+    The round's number goes into ``context.extra``, so its outbound calls' audit entries name the round. A
+    round cut short by the node stopping is recorded as such, so it does not look as if it were still running.
+    """
+    context.extra["witness_round"] = number
+    try:
+        reports = await witness_round(node, request_id=request_id, context=context)
+    except (Exception, asyncio.CancelledError) as exc:
+        stopped = isinstance(exc, asyncio.CancelledError)
+        error = "cancelled: the node stopped" if stopped else f"{type(exc).__name__}: {exc}"[:1000]
+        await run_in_threadpool(lambda: finish(node.engine, number=number, now=utcnow(), reports=[], error=error))
+        raise
+    done = [report.model_dump(mode="json") for report in reports]
+    await run_in_threadpool(lambda: finish(node.engine, number=number, now=utcnow(), reports=done))
+    return reports
 
 
 async def witness_round(node: Node, *, request_id: str | None = None, context: Any = None) -> list[WitnessReport]:
@@ -211,10 +275,20 @@ async def _judge(
             same = root == last.root_hash
             report.verdict = "unchanged" if same else "inconsistent"
             report.detail = None if same else "same tree size, different root: the log forked"
+        elif size < last.tree_size and stamp < last.timestamp:
+            # Signed before the head kept: an earlier view, fetched by a round that overlapped the one that kept the
+            # newer head (a manual round beside a scheduled one), if the kept head provably extends it.
+            kept_head = (last.tree_size, last.root_hash)
+            verdict, detail = await _extends(federation, call, (size, root), kept_head, request_id, context)
+            if verdict == "consistent":
+                verdict, detail = "unchanged", f"an older head than the {last.tree_size}-entry one kept"
+            report.verdict, report.detail = verdict, detail
         elif size < last.tree_size:
             report.verdict, report.detail = "inconsistent", f"the log shrank from {last.tree_size} entries"
         else:
-            report.verdict, report.detail = await _extends(federation, call, last, size, root, request_id, context)
+            kept_head = (last.tree_size, last.root_hash)
+            verdict, detail = await _extends(federation, call, kept_head, (size, root), request_id, context)
+            report.verdict, report.detail = verdict, detail
     if report.verdict in ("unchanged", "unreachable"):
         return report
     kept = WitnessedHead(
@@ -234,14 +308,14 @@ async def _judge(
 async def _extends(
     federation: Federation,
     call: PeerCall,
-    last: WitnessedHead,
-    size: int,
-    root: str,
+    first: tuple[int, str],
+    second: tuple[int, str],
     request_id: str | None,
     context: Any,
 ) -> tuple[Verdict, str | None]:
-    """Whether the peer proves that its tree of ``size`` extends the one kept (RFC 9162 §2.1.4)."""
-    path = f"{CONSISTENCY_PATH}?first={last.tree_size}&second={size}"
+    """Whether the peer proves that its tree ``second`` (size, root) extends its tree ``first`` (RFC 9162 §2.1.4)."""
+    (first_size, first_root), (size, root) = first, second
+    path = f"{CONSISTENCY_PATH}?first={first_size}&second={size}"
     answer = await federation.client.call(
         call.peer,
         "GET",
@@ -259,35 +333,48 @@ async def _extends(
     try:
         proof = ConsistencyProofPublic.model_validate(answer.body)
         hashes = [bytes.fromhex(h) for h in proof.proof]
-        good = (proof.first, proof.second) == (last.tree_size, size) and verify_consistency(
-            last.tree_size, size, bytes.fromhex(last.root_hash), bytes.fromhex(root), hashes
+        good = (proof.first, proof.second) == (first_size, size) and verify_consistency(
+            first_size, size, bytes.fromhex(first_root), bytes.fromhex(root), hashes
         )
     except ValueError:
         good = False
     if good:
         return "consistent", None
-    return "inconsistent", f"no valid consistency proof from the {last.tree_size}-entry head kept"
+    return "inconsistent", f"no valid consistency proof from the {first_size}-entry head to the {size}-entry one"
 
 
 @local_router.post("", name="audit.witness_round")
 async def run_round(request: Request, node: NodeDep, _: Governance) -> WitnessRound:
     """Witness every peer an agreement allows, now; each peer's verdict."""
-    reports = await witness_round(
-        node, request_id=getattr(request.state, "request_id", None), context=audit_context(request)
-    )
-    audit_context(request).result_count = len(reports)
+    context = audit_context(request)
+    number = await run_in_threadpool(lambda: begin(node.engine, worker=worker_id(), now=utcnow()))
+    reports = await recorded_round(node, number, context=context, request_id=getattr(request.state, "request_id", None))
+    context.result_count = len(reports)
     return WitnessRound(reports=reports)
 
 
 @local_router.get("", name="audit.witnessed")
 def witnessed(node: NodeDep, _: Governance) -> WitnessState:
-    """The last head kept of every peer witnessed, and every inconsistency ever found."""
+    """The last head kept of every peer witnessed, every inconsistency ever found, the last and next round."""
     with Session(node.engine) as session:
         rows = session.exec(select(WitnessedHead).order_by(WitnessedHead.peer, col(WitnessedHead.tree_size))).all()
+    last = read(node.engine)
+    interval = schedule_interval(node)
     latest: dict[str, WitnessedHead] = {}
     for row in rows:
         if row.verdict in KEPT:
             latest[row.peer] = row
     public = [WitnessedPublic.model_validate(row, from_attributes=True) for row in latest.values()]
     broken = [WitnessedPublic.model_validate(r, from_attributes=True) for r in rows if r.verdict == "inconsistent"]
-    return WitnessState(latest=public, inconsistencies=broken)
+    last_round = None
+    if last is not None:
+        last_round = WitnessRoundPublic.model_validate(
+            {**last.model_dump(exclude={"id", "worker", "reports"}), "reports": reports_of(last)}
+        )
+    return WitnessState(
+        latest=public,
+        inconsistencies=broken,
+        interval_seconds=interval,
+        last_round=last_round,
+        next_due_at=next_due(last, interval=interval, since=node.started_at),
+    )

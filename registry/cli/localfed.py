@@ -57,6 +57,8 @@ federation_app = typer.Typer(
 )
 
 DEFAULT_BASE_PORT = 8000
+WITNESS_INTERVAL_SECONDS = 30
+"""How often each local node witnesses its peers: short, so someone trying it out sees rounds happen."""
 DIRECTORY_VALID_DAYS = 7
 RESIGN_EVERY = timedelta(days=1)
 
@@ -198,7 +200,8 @@ def _prepare(root: Path, base_port: int | None) -> list[LocalNode]:
             )
     for node in nodes:
         # The web pages' development sign-in (pick a role, no identity provider): loopback base URLs only.
-        _configure(node, ui_dev_signin=True)
+        # Witnessing every half minute rather than every five (the production default).
+        _configure(node, ui_dev_signin=True, witness_interval_seconds=WITNESS_INTERVAL_SECONDS)
     return nodes
 
 
@@ -379,7 +382,11 @@ def _print_banner(nodes: list[LocalNode], report: data.Report, root: Path, elaps
         for role, credentials in node.clients.items():
             say(f"      {role:<13} client_id {credentials['client_id']}  client_secret {credentials['client_secret']}")
     active = [a["id"] for a in report.agreements if a["state"] == "active"]
-    say(f"\n  Signed, active agreements: {', '.join(active) or 'none'}\n")
+    say(f"\n  Signed, active agreements: {', '.join(active) or 'none'}")
+    say(
+        f"  The nodes witness each other's audit logs every {WITNESS_INTERVAL_SECONDS} s: "
+        "GET /v1/audit/witness on any node (governance role) shows the heads kept and the last round.\n"
+    )
     se = nodes[0]
     say(f"Search for a placement through {se.member.name} (paste into a shell):\n")
     out_console.print(search_commands(se), markup=False, highlight=False)

@@ -105,14 +105,20 @@ def _grant(provider: str, recipient: str, datasets: tuple[Dataset, ...], purpose
     }
 
 
+def _witnessing(provider: str, recipient: str) -> dict[str, Any]:
+    """``recipient`` may witness ``provider``'s audit log (fetch its signed tree heads and consistency proofs)."""
+    return _grant(provider, recipient, (Dataset.audit_tree_heads,), Purpose.audit_witnessing)
+
+
 def _cross_border(agreement_id: str, a: str, b: str) -> AgreementSpec:
-    """A cross-border MoU: vacancies for placement search and publications for market transparency, both ways."""
+    """A cross-border MoU, both ways: vacancies (placement search), publications (market transparency), witnessing."""
     grants = tuple(
         g
         for provider, recipient in ((a, b), (b, a))
         for g in (
             _grant(provider, recipient, (Dataset.capacity_vacancies,), Purpose.placement_search),
             _grant(provider, recipient, PUBLICATIONS, Purpose.market_transparency),
+            _witnessing(provider, recipient),
         )
     )
     title = f"Cross-border placement MoU: {BY_ID[a].name} and {BY_ID[b].name}"
@@ -120,11 +126,16 @@ def _cross_border(agreement_id: str, a: str, b: str) -> AgreementSpec:
 
 
 def _with_national(region: Member) -> AgreementSpec:
-    """A region's DSA with the national node: secure beds and statistics up, national statistics back."""
+    """A region's DSA with the national node: secure beds and statistics up, national statistics back, witnessing.
+
+    Each party witnesses the other's audit log, so the national node keeps every region's tree heads.
+    """
     grants = (
         _grant(region.node_id, NAT, (Dataset.capacity_secure_beds,), Purpose.secure_placement),
         _grant(region.node_id, NAT, (Dataset.statistics_looked_after,), Purpose.national_statistics),
         _grant(NAT, region.node_id, (Dataset.statistics_looked_after,), Purpose.national_statistics),
+        _witnessing(region.node_id, NAT),
+        _witnessing(NAT, region.node_id),
     )
     title = f"Secure beds and national statistics: {region.name} and the national node"
     return AgreementSpec(
@@ -142,6 +153,7 @@ _DESCRIPTIONS = {
     Dataset.capacity_vacancies: "Placement vacancies: setting, LA, postcode district, ages, needs, beds, fee.",
     Dataset.capacity_secure_beds: "Secure children's homes: approved places and free beds by sex and age.",
     Dataset.statistics_looked_after: "Disclosure-controlled aggregate tables of children looked after (no records).",
+    Dataset.audit_tree_heads: "Signed audit tree heads and consistency proofs: sizes and hashes, no audit entries.",
 }
 
 
@@ -444,7 +456,9 @@ def _agreement(spec: AgreementSpec, runtimes: dict[str, AgreementsRuntime], toda
     first, second = (runtimes[p] for p in spec.parties)
     held, other = _held(first, spec.id), _held(second, spec.id)
     outcome = "kept"
-    if not (held and other and held.state == other.state == "active" and held.version == other.version):
+    current = held and other and held.state == other.state == "active" and held.version == other.version
+    # A folder made by an older release holds fewer grants (witnessing came later): a new version supersedes it.
+    if not (current and held is not None and held.document.get("grants") == list(spec.grants)):
         if held is not None and held.state in ("draft", "proposed"):
             document = held.document  # an exchange cut short last time: finish it
         else:

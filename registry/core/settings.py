@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     operator_url: str | None = None
     directory_refresh_seconds: float = Field(default=300.0, gt=0, le=86400)
     directory_operator: bool = False
+    # Witnessing (federation.witness): every witness_interval_seconds one worker of the node asks each peer an
+    # agreement lets it witness for its signed audit tree head (0 turns the schedule off; the governance
+    # officers' POST /v1/audit/witness still works). At least a second, at most a day.
+    witness_interval_seconds: float = Field(default=300.0, ge=0, le=86400)
     # Web pages at /ui/ (registry.ui): people sign in with an issuer of oidc_issuers (authorization code + PKCE;
     # the issuer's audience is the client id, the secret is optional: a public client relies on PKCE alone).
     # ui_dev_signin lets anyone pick a role without an identity provider: only for a local federation, so it
@@ -132,6 +136,13 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
             raise ValueError("must be an absolute http(s) URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("witness_interval_seconds")
+    @classmethod
+    def _witness_interval_shape(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("0 turns scheduled witnessing off; otherwise give at least 1 second")
+        return value
 
     @model_validator(mode="after")
     def _regional_needs_region(self) -> Settings:
