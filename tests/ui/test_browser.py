@@ -261,7 +261,7 @@ class TestPages:
         page.goto("/ui/search")
         accessible(page, "search-form")
         outcomes = search(page, home_la="Croydon (E09000008)")
-        assert outcomes == {SE: "Answered", GM: "Answered", LDN: "Answered"}, outcomes
+        assert outcomes == {SE: "Answered", GM: "Answered", LDN: "Answered"}, page.inner_text("#outcomes")
         regions = set(page.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.node)"))
         assert len(regions) >= 2 and SE in regions, regions
         accessible(page, "search-results")
