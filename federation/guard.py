@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +35,7 @@ from federation.tokens import (
     unverified_jti,
     verify_request_token,
 )
-from registry.core.audit.context import audit_context
+from registry.core.audit.context import AuditContext, audit_context
 from registry.core.errors import ServiceUnavailable
 from registry.core.keys import b64url
 
@@ -81,12 +81,30 @@ def _has_body(scope: Scope) -> bool:
     return False
 
 
+def _authorization(scope: Scope) -> str:
+    # Servers hand header names over lower-cased (ASGI), as Starlette's Headers also assumes.
+    name: bytes
+    value: bytes
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
+
+
 async def authenticate_peer(request: Request) -> Peer:
-    """Authenticate the calling node from its request token; refuse with 401 and the reason otherwise."""
+    """Authenticate the calling node from its request token; refuse with 401 and the reason otherwise.
+
+    Works on the ASGI scope itself (headers, state) rather than through Starlette's per-request wrappers:
+    this runs on every federated call.
+    """
+    scope = request.scope
     federation = federation_of(request)
-    audit = audit_context(request)
+    state: dict[str, Any] = scope.setdefault("state", {})
+    audit = state.get("audit")
+    if not isinstance(audit, AuditContext):
+        audit = audit_context(request)
     audit.actor_type = "node"
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = _authorization(scope).partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         audit.deny("missing-token")
@@ -95,27 +113,27 @@ async def authenticate_peer(request: Request) -> Peer:
     try:
         directory = federation.store.require()
     except DirectoryUnavailable:
-        request.state.federation_jti = unverified_jti(token)
+        state[_JTI_STATE] = unverified_jti(token)
         audit.deny("directory-unavailable")
         raise
-    body = await request.body() if _has_body(request.scope) else b""
+    body = await request.body() if _has_body(scope) else b""
     try:
         verified = verify_request_token(
             token,
             directory=directory,
             audience=federation.node_id,
-            method=request.method,
+            method=scope["method"],
             url=_called_url(federation, request),
             bdh=body_digest(body),
             now=time.time(),
         )
     except TokenRefused as exc:
-        request.state.federation_jti = exc.jti
+        state[_JTI_STATE] = exc.jti
         audit.actor_id = audit.peer = exc.issuer
         audit.extra["peer_verified"] = exc.verified
         audit.deny(exc.reason)
         raise PeerUnauthenticated(exc.reason, exc.detail, peer_id=exc.issuer) from None
-    request.state.federation_jti = verified.jti
+    state[_JTI_STATE] = verified.jti
     node = verified.node
     audit.actor_id = audit.peer = node.node_id
     audit.purpose = verified.purpose.value
@@ -146,7 +164,7 @@ async def authenticate_peer(request: Request) -> Peer:
         issued_at=verified.issued_at,
         expires_at=verified.expires_at,
     )
-    request.state.federation_peer = peer
+    state["federation_peer"] = peer
     return peer
 
 

@@ -18,7 +18,6 @@ both give identical results. Key objects are converted once (per signer, per dir
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -286,20 +285,33 @@ class Signer:
         return f"{signing_input}.{b64url(self._sign(signing_input.encode('ascii')))}"
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_PADDING = ("", "", "==", "=")
+_json_decode = json.JSONDecoder().decode
+
+
 def _b64decode_segment(segment: str) -> bytes:
+    # The pattern admits only the base64url alphabet, so the plain decoder (after translating two characters)
+    # sees nothing it would skip; ``base64.urlsafe_b64decode`` does the same through three more calls.
     if len(segment) % 4 == 1 or not _B64URL_SEGMENT.match(segment):
         raise SignatureInvalid("malformed", "not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(
+            segment.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[len(segment) % 4].encode()
+        )
     except (binascii.Error, ValueError):
         raise SignatureInvalid("malformed", "not base64url") from None
 
 
 def json_segment(segment: str, what: str = "payload") -> dict[str, Any]:
-    """Decode one base64url JSON-object segment of a compact JWS (unverified); :class:`SignatureInvalid` if not."""
+    """Decode one base64url JSON-object segment of a compact JWS (unverified); :class:`SignatureInvalid` if not.
+
+    JOSE segments are UTF-8 (RFC 7515 §2): decoded as such, not sniffed for UTF-16/32 as ``json.loads`` of
+    bytes would.
+    """
     try:
-        value = json.loads(_b64decode_segment(segment))
-    except ValueError:
+        value = _json_decode(_b64decode_segment(segment).decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
         raise SignatureInvalid("malformed", f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise SignatureInvalid("malformed", f"{what} is not a JSON object")
@@ -317,6 +329,26 @@ class ParsedJws:
     signature: bytes
 
 
+_checked_headers: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+_MAX_CHECKED_HEADERS = 1024
+
+
+def _check_header(segment: str, typ: str) -> tuple[dict[str, Any], str]:
+    """Decode and check a header segment; remember a good one (a peer sends the same few headers every call)."""
+    header = json_segment(segment, "header")
+    if header.get("alg") != ALGORITHM:
+        raise SignatureInvalid("bad-algorithm", f"algorithm {header.get('alg')!r} is not accepted; only EdDSA")
+    if header.get("typ") != typ:
+        raise SignatureInvalid("wrong-type", f"type {header.get('typ')!r}, expected {typ!r}")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise SignatureInvalid("no-key-id", "header names no kid")
+    if len(_checked_headers) >= _MAX_CHECKED_HEADERS:  # only checked headers are kept, but never unboundedly
+        _checked_headers.clear()
+    _checked_headers[(segment, typ)] = (header, kid)
+    return header, kid
+
+
 def parse_compact(token: str, *, typ: str) -> ParsedJws:
     """Split and decode a compact JWS; check ``alg`` and ``typ``. Raises :class:`SignatureInvalid`.
 
@@ -328,14 +360,11 @@ def parse_compact(token: str, *, typ: str) -> ParsedJws:
     parts = token.split(".")
     if len(parts) != 3:
         raise SignatureInvalid("malformed", "not a compact JWS (three dot-separated parts)")
-    header = json_segment(parts[0], "header")
-    if header.get("alg") != ALGORITHM:
-        raise SignatureInvalid("bad-algorithm", f"algorithm {header.get('alg')!r} is not accepted; only EdDSA")
-    if header.get("typ") != typ:
-        raise SignatureInvalid("wrong-type", f"type {header.get('typ')!r}, expected {typ!r}")
-    kid = header.get("kid")
-    if not isinstance(kid, str):
-        raise SignatureInvalid("no-key-id", "header names no kid")
+    checked = _checked_headers.get((parts[0], typ))
+    if checked is None:
+        checked = _check_header(parts[0], typ)
+    header, kid = checked
     payload = json_segment(parts[1], "payload")
+    header = dict(header)  # the remembered one stays as checked, whatever a caller does with this
     signature = _b64decode_segment(parts[2])
     return ParsedJws(header, payload, kid, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)

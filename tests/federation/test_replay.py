@@ -125,6 +125,21 @@ class TestInlineClaims:
         assert all(results[10:])
         cache.close()
 
+    def test_an_earlier_jti_among_fresh_ones_is_told_apart(self, engines: tuple[Engine, Engine]) -> None:
+        # The usual batch is all fresh and needs no RETURNING; one holding a replay must still name it.
+        cache, used = self.inline(engines[0]), secrets.token_urlsafe(16)
+        fresh = [secrets.token_urlsafe(16) for _ in range(4)]
+        assert cache.claim_now(jti=used, issuer="rcc-a", expires_at=later())
+
+        async def claim_all() -> list[bool]:
+            jtis = [*fresh[:2], used, *fresh[2:]]
+            return list(await asyncio.gather(*(cache.claim(jti=j, issuer="rcc-a", expires_at=later()) for j in jtis)))
+
+        assert asyncio.run(claim_all()) == [True, True, False, True, True]
+        with engines[1].connect() as connection:
+            assert connection.execute(select(func.count()).select_from(ReplayEntry)).scalar_one() == 5
+        cache.close()
+
     def test_replay_is_caught_across_workers(self, engines: tuple[Engine, Engine]) -> None:
         # Two workers: each its own engine and its own process-wide lock, as two uvicorn workers have.
         worker_one, worker_two = self.inline(engines[0]), self.inline(engines[1])

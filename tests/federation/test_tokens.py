@@ -24,7 +24,7 @@ from federation.tokens import (
     verify_response,
 )
 from registry.core.db import utcnow
-from registry.core.keys import KeyRing, NodeKey
+from registry.core.keys import KeyRing, NodeKey, b64url
 from registry.core.signing import SignatureInvalid
 from tests.support import jose
 from tests.support.federation import PeerIdentity, directory, operator_jwks, ring_entry, sign
@@ -117,6 +117,42 @@ class TestRequestToken:
         with pytest.raises(SignatureInvalid):
             parse_compact(token, typ="rcc-request+jwt")
         assert unverified_jti(token) is None
+
+
+class TestParse:
+    """The compact parser remembers headers it has checked; what it remembers must never loosen a check."""
+
+    def test_a_remembered_header_is_still_checked_against_the_type_asked_for(self, ring: KeyRing) -> None:
+        token, _ = build(ring)
+        assert parse_compact(token, typ="rcc-request+jwt").kid == ring.active.kid
+        with pytest.raises(SignatureInvalid) as refused:
+            parse_compact(token, typ="rcc-response+jws")  # same header segment, another purpose
+        assert refused.value.reason == "wrong-type"
+
+    def test_changing_a_parsed_header_does_not_change_the_next_parse(self, ring: KeyRing) -> None:
+        token, _ = build(ring)
+        parse_compact(token, typ="rcc-request+jwt").header["typ"] = "rcc-response+jws"
+        assert parse_compact(token, typ="rcc-request+jwt").header["typ"] == "rcc-request+jwt"
+        with pytest.raises(SignatureInvalid):
+            parse_compact(token, typ="rcc-response+jws")
+
+    def test_a_payload_that_is_not_utf8_json_is_refused(self, ring: KeyRing) -> None:
+        head = build(ring)[0].split(".")[0]
+        for payload in ("__79_w", "eyJhIjoxfQ"[:-1] + "A", b64url('{"a":1}'.encode("utf-16"))):
+            with pytest.raises(SignatureInvalid) as refused:
+                parse_compact(f"{head}.{payload}.AAAA", typ="rcc-request+jwt")
+            assert refused.value.reason == "malformed"
+
+    def test_every_header_check_applies_on_first_sight(self, ring: KeyRing) -> None:
+        cases = {
+            "bad-algorithm": {"alg": "none", "kid": "k", "typ": "rcc-request+jwt"},
+            "wrong-type": {"alg": "EdDSA", "kid": "k", "typ": "JWT"},
+            "no-key-id": {"alg": "EdDSA", "typ": "rcc-request+jwt"},
+        }
+        for reason, header in cases.items():
+            with pytest.raises(SignatureInvalid) as refused:
+                parse_compact(f"{b64url(json.dumps(header).encode())}.e30.AAAA", typ="rcc-request+jwt")
+            assert refused.value.reason == reason
 
 
 class TestJti:
