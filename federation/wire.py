@@ -89,9 +89,7 @@ class AiohttpWire:
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as response:
-                content = await response.content.read(self.max_body_bytes + 1)
-                if len(content) > self.max_body_bytes:
-                    raise WireError("error", f"response body over {self.max_body_bytes} bytes")
+                content = await self._read_body(response)
                 return WireResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, content)
         except TimeoutError:
             raise WireError("timeout", f"no answer within {timeout:.3f} s") from None
@@ -99,6 +97,24 @@ class AiohttpWire:
             raise WireError("unreachable", f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
             raise WireError("error", f"{type(exc).__name__}: {exc}") from None
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused past ``max_body_bytes``.
+
+        ``StreamReader.read(n)`` returns whatever has arrived so far, not ``n`` bytes: a body that comes in
+        several TCP segments would be cut short and then fail its signed digest. So read to the end.
+        """
+        declared = response.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            raise WireError("error", f"response body over {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise WireError("error", f"response body over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the pool (only on the loop that owns it)."""
