@@ -1,28 +1,26 @@
 """The inbound federation API: ``/federation/v1/…``. Every route but the directory is for authenticated peers.
 
 ``GET /federation/v1/ping`` is every node's health check of every other, so it is served by
-:func:`serve_ping` through a :class:`DirectRoute` rather than by FastAPI's per-request machinery (dependency
-solving, response-model validation, two exit stacks): the same guard and the same endpoint function, called
-directly. FastAPI still documents it from :func:`ping`'s signature.
+:func:`serve_ping` through a :class:`~federation.direct.DirectRoute` rather than by FastAPI's per-request machinery:
+the same guard and the same endpoint function, called directly. FastAPI still documents it from :func:`ping`'s
+signature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from federation import service
+from federation.direct import DirectRoute, send_json
 from federation.guard import FederationDep, PeerDep, authenticate_peer, federation_of
 from federation.models import PingResponse
 
 PREFIX = "/federation/v1"
 router = APIRouter(prefix=PREFIX, tags=["federation"])
-_JSON_HEADER = (b"content-type", b"application/json")
 
 
 async def ping(peer: PeerDep, request: Request) -> PingResponse:
@@ -38,28 +36,7 @@ async def serve_ping(scope: Scope, receive: Receive, send: Send) -> None:
     """
     request = Request(scope, receive)
     answer = await ping(await authenticate_peer(request), request)
-    body = answer.model_dump_json().encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode("ascii"))],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class DirectRoute(APIRoute):
-    """A route FastAPI documents and names like any other, served by a plain ASGI function instead.
-
-    It must sit in the app's own route list (``app.router.routes``): an included router rebuilds its routes'
-    handlers from the endpoint, and would serve it the usual way. ``app.dependency_overrides`` do not reach
-    it: its ASGI function calls what it depends on itself.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], *, serve: ASGIApp, **options: Any) -> None:
-        super().__init__(path, endpoint, **options)
-        self.app = serve
+    await send_json(send, answer.model_dump_json().encode())
 
 
 def ping_route() -> DirectRoute:

@@ -32,16 +32,18 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from agreements.policy import Decision, DenyReason, Snapshot, snapshot_of
 from agreements.runtime import enforce_request, get_runtime
+from federation.direct import DirectRoute, in_session, json_body, send_json
 from federation.directory import Directory, DirectoryNode
 from federation.fanout import PeerCall, fanout
-from federation.guard import PeerDep
+from federation.guard import PeerDep, authenticate_peer
 from federation.models import PeerResult
 from federation.runtime import Federation
 from registry.capacity import board
@@ -55,7 +57,7 @@ from registry.capacity.models import (
     is_stale,
     region_of_la,
 )
-from registry.capacity.search import search_local
+from registry.capacity.search import built, search_local
 from registry.capacity.secure_models import (
     SECURE_HOME_STALE_AFTER,
     BoardHome,
@@ -86,9 +88,11 @@ BOARD_DEADLINE_SECONDS = 10.0
 # ------------------------------------------------------------------------------------------------ inbound
 
 
-@router.post("/search", name="federation.capacity_search")
 def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, session: SessionDep) -> SearchResponse:
-    """This node's own matches for a peer's search (never forwarded; nothing of the request is stored)."""
+    """This node's own matches for a peer's search (never forwarded; nothing of the request is stored).
+
+    Served by :func:`serve_search` (see :func:`search_route`); FastAPI documents it from this signature.
+    """
     enforce_request(
         request,
         requester=peer.node_id,
@@ -101,6 +105,38 @@ def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, 
     results = search_local(session, body, now=now, node_id=node.node_id, region_code=node.settings.region_code)
     audit_context(request).result_count = len(results)
     return SearchResponse(results=results, peers=[], generated_at=now)
+
+
+async def serve_search(scope: Scope, receive: Receive, send: Send) -> None:
+    """:func:`search` as a plain ASGI app: every region a national search reaches answers through here.
+
+    The guard, the body read into a :class:`SearchRequest` (refused as FastAPI would), then one thread-pool
+    hop for the policy decision, the search and the JSON, in one session. A refusal raises to the node's
+    problem+json handler, as from the dependency; the answer is built from validated parts, so it is
+    serialised without validating it again.
+    """
+    request = Request(scope, receive)
+    peer = await authenticate_peer(request)
+    body = json_body(SearchRequest, await request.body())
+    node: Node = request.app.state.node
+
+    def answer(session: Session) -> bytes:
+        return search(body, peer, request, node, session).model_dump_json().encode()
+
+    await send_json(send, await run_in_threadpool(in_session, node.engine, answer))
+
+
+def search_route() -> DirectRoute:
+    """``POST /federation/v1/capacity/search``, served by :func:`serve_search`."""
+    return DirectRoute(
+        SEARCH_PATH,
+        search,
+        serve=serve_search,
+        methods=["POST"],
+        name="federation.capacity_search",
+        response_model=SearchResponse,
+        tags=["federation"],
+    )
 
 
 @router.get("/secure-beds", name="federation.capacity_secure_beds")
@@ -122,6 +158,8 @@ def secure_beds(peer: PeerDep, request: Request, session: SessionDep) -> SecureH
 def install_capacity(app: FastAPI, node: Node) -> None:
     """Serve capacity to peers and give the local capacity routes their federation (called by ``create_app``)."""
     app.include_router(router)
+    # In the app's own route list (see DirectRoute), matched before the routers FastAPI tries in order.
+    app.router.routes.insert(0, search_route())
     node.extensions[PEER_SEARCH_EXTENSION] = peer_search
     node.extensions[FEE_CAPS_EXTENSION] = fee_caps
     node.extensions[NATIONAL_BOARD_EXTENSION] = national_board
@@ -221,32 +259,30 @@ def _refusal(entry: DirectoryNode, decision: Decision) -> PeerReport:
     )
 
 
-_RESULTS = TypeAdapter(list[SearchResult])
+class _PeerAnswer(BaseModel):
+    """The part of a peer's :class:`SearchResponse` a searching node reads (its own ``peers`` are empty)."""
+
+    results: list[SearchResult]
 
 
-def peer_results(body: Any, entry: DirectoryNode, *, now: datetime) -> list[SearchResult] | None:
-    """A peer's answer as results credited to that peer, expired ones dropped; None if it is not an answer.
+def peer_results(content: bytes, entry: DirectoryNode, *, now: datetime) -> list[SearchResult] | None:
+    """A peer's answer (the exact bytes it signed) as results credited to that peer, expired ones dropped;
+    None if it is not an answer.
 
     The node id and region come from the directory, not the answer: a peer cannot pass off places as another
-    node's. They are put in before the list is validated (in one call), so no result is copied afterwards.
+    node's. The bytes are validated as they are: pydantic reads JSON 3x faster than the parsed dicts, and a
+    national search reads every region's answer.
     """
-    if not isinstance(body, dict) or not isinstance(items := body.get("results"), list):
-        return None
-    if not all(isinstance(item, dict) for item in items):
-        return None
-    credited = [
-        {
-            **item,
-            "node_id": entry.node_id,
-            "region_code": entry.region_code or item.get("region_code"),
-        }
-        for item in items
-    ]
     try:
-        parsed = _RESULTS.validate_python(credited)
+        parsed = _PeerAnswer.model_validate_json(content).results
     except ValidationError:
         return None
-    return [r for r in parsed if r.vacancy.valid_until > now]
+    credit = {"node_id": entry.node_id}
+    return [
+        built(SearchResult, {**r.__dict__, **credit, "region_code": entry.region_code or r.region_code})
+        for r in parsed
+        if r.vacancy.valid_until > now
+    ]
 
 
 async def peer_search(request: Request, search_request: SearchRequest) -> tuple[list[SearchResult], list[PeerReport]]:
@@ -268,7 +304,16 @@ async def peer_search(request: Request, search_request: SearchRequest) -> tuple[
     refused = [_refusal(entries[p], d) for p, d in decisions.items() if not d.permit]
     document = search_request.model_dump(mode="json", exclude_none=True)
     calls = [
-        PeerCall(p, SEARCH_PATH, purpose, method="POST", json_body=document, agreement=d.agreement_id, dataset=dataset)
+        PeerCall(
+            p,
+            SEARCH_PATH,
+            purpose,
+            method="POST",
+            json_body=document,
+            agreement=d.agreement_id,
+            dataset=dataset,
+            parse=False,  # the answer's bytes are validated straight into results (peer_results)
+        )
         for p, d in decisions.items()
         if d.permit
     ]
@@ -290,7 +335,7 @@ async def peer_search(request: Request, search_request: SearchRequest) -> tuple[
             if not outcome.ok:
                 answered.append(_report(outcome, entry.region_code))
                 continue
-            found = peer_results(outcome.body, entry, now=now)
+            found = peer_results(outcome.content, entry, now=now)
             if found is None:
                 outcome.outcome, outcome.detail = PeerOutcome.error, "answer is not a capacity search response"
                 answered.append(_report(outcome, entry.region_code))

@@ -91,13 +91,16 @@ class FederationClient:
         deadline: float | None = None,
         request_id: str | None = None,
         context: AuditContext | None = None,
+        parse: bool = True,
     ) -> PeerResult:
         """Call ``peer`` and classify the outcome; never raises for anything the peer or network does.
 
         ``deadline`` is an absolute ``loop.time()`` shared by a fan-out; without it the call gets ``timeout``
         seconds. ``request_id`` and ``context`` (the audit context of the local request that caused the call)
         go into the audit entry. GET/HEAD are retried up to ``retries`` times when the peer was unreachable or answered
-        502/503/504, each attempt with a new token, and only while the deadline allows.
+        502/503/504, each attempt with a new token, and only while the deadline allows. With ``parse`` false a
+        2xx answer is left unparsed (``body`` None, the bytes in ``content``) for a caller that validates the
+        bytes straight into its models, and so judges a malformed answer itself.
         """
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -114,7 +117,7 @@ class FederationClient:
         attempts = 0
         while True:
             attempts += 1
-            result = await self._attempt(node, method, path, body, purpose, agreement, until)
+            result = await self._attempt(node, method, path, body, purpose, agreement, until, parse)
             retry = (result.outcome is PeerOutcome.unreachable or result.status in RETRY_STATUSES) and (
                 method in IDEMPOTENT_METHODS and attempts <= retries and loop.time() < until
             )
@@ -141,6 +144,7 @@ class FederationClient:
         purpose: str,
         agreement: str | None,
         until: float,
+        parse: bool = True,
     ) -> PeerResult:
         loop = asyncio.get_running_loop()
         remaining = until - loop.time()
@@ -168,9 +172,9 @@ class FederationClient:
             return PeerResult(node.node_id, PeerOutcome.timeout, 0.0, detail=f"no answer within {remaining:.3f} s")
         except WireError as exc:
             return PeerResult(node.node_id, PeerOutcome(exc.kind), 0.0, detail=exc.detail)
-        return self._classify(node, token, response)
+        return self._classify(node, token, response, parse)
 
-    def _classify(self, node: DirectoryNode, token: RequestToken, response: WireResponse) -> PeerResult:
+    def _classify(self, node: DirectoryNode, token: RequestToken, response: WireResponse, parse: bool) -> PeerResult:
         status = response.status
         result = PeerResult(node.node_id, PeerOutcome.error, 0.0, status=status)
         result.response_sha256 = sha256_hex(response.body)
@@ -189,6 +193,10 @@ class FederationClient:
             result.outcome, result.detail = PeerOutcome.bad_signature, f"{exc.reason}: {exc.detail}"
             return result
         result.kid = proof.kid
+        result.content = response.body
+        if 200 <= status < 300 and not parse:
+            result.outcome = PeerOutcome.ok
+            return result
         try:
             result.body = json.loads(response.body) if response.body else None
         except ValueError:

@@ -30,6 +30,7 @@ class PeerCall:
     json_body: Any = None
     agreement: str | None = None
     dataset: str | None = None
+    parse: bool = True  # False: a 2xx answer stays bytes (``PeerResult.content``), see FederationClient.call
 
 
 async def fanout(
@@ -59,6 +60,7 @@ async def fanout(
                 deadline=deadline,
                 request_id=request_id,
                 context=context,
+                parse=call.parse,
             )
             for call in calls
         ),

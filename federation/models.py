@@ -108,13 +108,18 @@ class Peer:
 
 @dataclass
 class PeerResult:
-    """What became of one call to one peer: outcome, HTTP status, answer and the peer's signed proof."""
+    """What became of one call to one peer: outcome, HTTP status, answer and the peer's signed proof.
+
+    ``body`` is the answer parsed as JSON; ``content`` its exact bytes, the ones the peer signed, for a caller
+    that validates them straight into its models (pydantic reads JSON bytes several times faster than dicts).
+    """
 
     peer: str
     outcome: PeerOutcome
     latency_ms: float
     status: int | None = None
     body: Any = None
+    content: bytes = b""
     detail: str | None = None
     response_signature: str | None = None
     kid: str | None = None

@@ -11,6 +11,7 @@ The tests run in file order: the last two change the federation (GM revokes its 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from tests.agreements.conftest import document, grant
 from tests.registry.capacity.factories import KENT, MANCHESTER, search_request, secure_home, vacancy
 from tests.registry.publications.documents import fee_cap
 from tests.support.databases import engine_name, fresh_database
-from tests.support.federation import PeerIdentity, configure, directory, sign, spec_entry, write_json
+from tests.support.federation import PeerIdentity, configure, directory, sign, spec_entry, token, write_json
 from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, start_node, wait_for
 from tests.support.tokens import bearer
 
@@ -42,12 +43,15 @@ REGIONS = {SE: "E12000008", LDN: "E12000007", GM: "E12000002", NAT: None}
 BROMLEY = "E09000006"
 START_TIMEOUT = 120.0
 SEARCH = "/v1/capacity/search"
+PEER_SEARCH = "/federation/v1/capacity/search"
+RESPONSE_SIGNATURE = "rcc-response-signature"
 
 
 @dataclass
 class Federation:
     specs: dict[str, NodeSpec]
     nodes: dict[str, ServedNode]
+    east: PeerIdentity
     headers: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def auth(self, node_id: str, role: str) -> dict[str, str]:
@@ -131,7 +135,7 @@ def _start(tmp: Path, stack: ExitStack) -> Federation:
     for future in started.values():
         if future.exception() is None:
             stack.callback(future.result().stop)
-    return Federation(specs, {n: f.result() for n, f in started.items()})
+    return Federation(specs, {n: f.result() for n, f in started.items()}, east)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +196,58 @@ def _peers(answer: dict[str, Any]) -> dict[str, tuple[str, str | None, int]]:
 
 def _database(fed: Federation, node_id: str) -> str:
     return load_settings(data_dir=fed.specs[node_id].data_dir).effective_database_url
+
+
+def _as_east(fed: Federation, body: bytes) -> httpx.Response:
+    """A signed peer search from East of England (in the directory, party to no agreement) to South East."""
+    url = fed.specs[SE].base_url + PEER_SEARCH
+    signed, _ = token(fed.east.active, iss=EE, aud=SE, url=url, method="POST", body=body)
+    headers = {"authorization": f"Bearer {signed}", "content-type": "application/json"}
+    return httpx.post(url, content=body, headers=headers, timeout=30)
+
+
+class TestPeerSearchRoute:
+    """``POST /federation/v1/capacity/search`` is served without FastAPI's machinery: it must refuse as any
+    route does, sign every answer, and still be documented."""
+
+    def test_a_peer_without_an_agreement_is_refused_and_the_refusal_is_signed(self, fed: Federation) -> None:
+        response = _as_east(fed, json.dumps(search_request(datetime.now(UTC))).encode())
+        assert response.status_code == 403
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "no-agreement"
+        assert response.headers[RESPONSE_SIGNATURE]
+
+    @pytest.mark.parametrize(
+        ("body", "status", "path"),
+        [
+            (b"{not json", 400, None),
+            (b"", 422, ""),
+            (json.dumps({"name": "Jane Doe"}).encode(), 422, "/name"),
+            (json.dumps({"age": "old"}).encode(), 422, "/age"),
+        ],
+    )
+    def test_a_bad_body_is_a_signed_problem_naming_the_field(
+        self, fed: Federation, body: bytes, status: int, path: str | None
+    ) -> None:
+        response = _as_east(fed, body)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers[RESPONSE_SIGNATURE]
+        if path is not None:
+            assert path in {e["path"] for e in response.json()["errors"]}
+
+    def test_an_unsigned_call_is_refused_before_the_body_is_read(self, fed: Federation) -> None:
+        headers = {"content-type": "application/json"}
+        response = httpx.post(fed.specs[SE].base_url + PEER_SEARCH, content=b"{not json", headers=headers, timeout=30)
+        assert response.status_code == 401
+        assert response.json()["reason"] == "missing-token"
+
+    def test_the_route_is_documented_with_its_request_and_answer(self, fed: Federation) -> None:
+        operation = httpx.get(fed.specs[SE].base_url + "/openapi.json", timeout=30).json()["paths"][PEER_SEARCH]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SearchRequest")
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/SearchResponse"
+        )
 
 
 class TestCrossBorderSearch:

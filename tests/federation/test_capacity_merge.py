@@ -3,6 +3,7 @@ fees marked against the caps held, and local and remote results ranked, filtered
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,23 +44,30 @@ def session(engine: Engine) -> Iterator[Session]:
         yield db
 
 
-def _answer(*documents: dict[str, Any], node_id: str = "rcc-impostor", region: str = "E12000001") -> dict[str, Any]:
-    return {
-        "results": [
-            {
-                "node_id": node_id,
-                "region_code": region,
-                "vacancy": d,
-                "distance_miles": 1.0,
-                "fee_within_cap": True,
-                "freshness": "fresh",
-                "score": 0.5,
-            }
-            for d in documents
-        ],
-        "peers": [],
-        "generated_at": NOW.isoformat(),
-    }
+def _answer(*documents: dict[str, Any], node_id: str = "rcc-impostor", region: str = "E12000001") -> bytes:
+    """A peer's answer as the bytes it sends."""
+    return _bytes(
+        {
+            "results": [
+                {
+                    "node_id": node_id,
+                    "region_code": region,
+                    "vacancy": d,
+                    "distance_miles": 1.0,
+                    "fee_within_cap": True,
+                    "freshness": "fresh",
+                    "score": 0.5,
+                }
+                for d in documents
+            ],
+            "peers": [],
+            "generated_at": NOW.isoformat(),
+        }
+    )
+
+
+def _bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
 def _result(document: dict[str, Any], node_id: str = "rcc-test") -> SearchResult:
@@ -82,7 +90,7 @@ class TestPeerResults:
             ("rcc-london", "E12000007", "a"),
             ("rcc-london", "E12000007", "b"),
         ]
-        sent = _answer(vacancy(NOW, "a"))["results"][0]
+        sent = json.loads(_answer(vacancy(NOW, "a")))["results"][0]
         assert found[0] == SearchResult.model_validate({**sent, "node_id": "rcc-london", "region_code": "E12000007"})
 
     def test_expired_places_are_dropped(self) -> None:
@@ -92,15 +100,17 @@ class TestPeerResults:
     @pytest.mark.parametrize(
         "body",
         [
-            None,
-            [],
-            {"results": "nope"},
-            {"results": ["nope"]},
+            b"",
+            b"{not json",
+            _bytes(None),
+            _bytes([]),
+            _bytes({"results": "nope"}),
+            _bytes({"results": ["nope"]}),
             _answer({**vacancy(NOW, "a"), "child_name": "identity-like"}),
             _answer({**vacancy(NOW, "a"), "weekly_fee": -1}),
         ],
     )
-    def test_anything_but_a_valid_answer_is_not_an_answer(self, body: Any) -> None:
+    def test_anything_but_a_valid_answer_is_not_an_answer(self, body: bytes) -> None:
         assert peer_results(body, PEER, now=NOW) is None
 
 
