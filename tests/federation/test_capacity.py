@@ -242,6 +242,22 @@ class TestPeerSearchRoute:
         assert response.status_code == 401
         assert response.json()["reason"] == "missing-token"
 
+    def test_the_region_asked_audits_the_search_by_its_digest_and_keeps_no_criteria(self, fed: Federation) -> None:
+        body = search_request(datetime.now(UTC), reach="national", needs=["sensory-impairment"], age=9)
+        fed.ok(SE, "commissioner", "POST", SEARCH, body)
+        filters = {"action": "federation.capacity_search", "peer": SE, "decision": "permit", "limit": "1000"}
+
+        def audited() -> list[dict[str, Any]]:
+            return [i["entry"] for i in fed.ok(LDN, "governance", "GET", "/v1/audit/entries", **filters)["items"]]
+
+        wait_for(lambda: len(audited()) > 0, what="London to sequence the search's entry")
+        entry = audited()[-1]
+        assert entry["dataset"] == "capacity.vacancies" and entry["purpose"] == "placement-search"
+        assert len(entry["request_sha256"]) == 64
+        stored = json.dumps(entry)
+        for criterion in ("sensory-impairment", KENT, "home_la", "needed_by", body["needed_by"]):
+            assert criterion not in stored
+
     def test_the_route_is_documented_with_its_request_and_answer(self, fed: Federation) -> None:
         operation = httpx.get(fed.specs[SE].base_url + "/openapi.json", timeout=30).json()["paths"][PEER_SEARCH]["post"]
         assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SearchRequest")
