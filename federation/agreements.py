@@ -28,7 +28,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, BackgroundTasks, Body, FastAPI, Request
 from sqlmodel import Session
 
@@ -47,6 +46,7 @@ from registry.core.db import SessionDep, utcnow
 from registry.core.errors import NodeError
 from registry.core.keys import public_key_from_jwk
 from registry.core.node import Node
+from registry.core.threads import run_to_completion
 from schemas.vocabulary import PeerOutcome, Purpose
 
 log = logging.getLogger("rcc.federation.agreements")
@@ -107,7 +107,7 @@ class AgreementCourier:
     ) -> list[DeliveryPublic]:
         """Send every pending delivery of ``agreement_id`` now; each other party's delivery state after."""
         await self._round(agreement_id=agreement_id, context=context, request_id=request_id)
-        return await anyio.to_thread.run_sync(self._status, agreement_id)
+        return await run_to_completion(self._status, agreement_id)
 
     async def deliver_to(self, peer: str) -> int:
         """Send whatever is pending for ``peer`` now (it has just been in touch); how many deliveries were made."""
@@ -123,7 +123,7 @@ class AgreementCourier:
             delay = POLL_SECONDS
             try:
                 await self.deliver_due()
-                delay = await anyio.to_thread.run_sync(self._seconds_until_due)
+                delay = await run_to_completion(self._seconds_until_due)
                 self._last_error = None
             except Exception as exc:  # the database may be down; keep trying, say so once
                 message = f"{type(exc).__name__}: {exc}"
@@ -143,14 +143,14 @@ class AgreementCourier:
         context: AuditContext | None = None,
         request_id: str | None = None,
     ) -> int:
-        work = await anyio.to_thread.run_sync(self._claim, agreement_id, to_node, due)
+        work = await run_to_completion(self._claim, agreement_id, to_node, due)
         if not work:
             return 0
         deadline = asyncio.get_running_loop().time() + DELIVERY_SECONDS
         attempts = await asyncio.gather(
             *(self._send(item, messages, deadline, context, request_id) for item, messages in work)
         )
-        await anyio.to_thread.run_sync(self._settle, [(item, a) for (item, _), a in zip(work, attempts, strict=True)])
+        await run_to_completion(self._settle, [(item, a) for (item, _), a in zip(work, attempts, strict=True)])
         return len(work)
 
     def _claim(

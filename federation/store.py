@@ -28,6 +28,7 @@ from federation.directory import Directory, format_time, verify_envelope
 from federation.errors import DirectoryRejected, DirectoryUnavailable
 from federation.models import DirectoryRecord
 from registry.core.db import utcnow
+from registry.core.threads import run_to_completion
 
 log = logging.getLogger("rcc.federation.directory")
 DIRECTORY_PATH = "/federation/v1/directory"
@@ -199,13 +200,13 @@ class DirectoryStore:
         errors: list[str] = []
         for step in (self.load_held, self.load_file):
             try:
-                await asyncio.to_thread(step)
+                await run_to_completion(step)
             except Exception as exc:
                 errors.append(_describe(exc))
         if self.operator_url and self.fetch is not None:
             try:
                 envelope = await self.fetch(self.operator_url + DIRECTORY_PATH)
-                await asyncio.to_thread(self._accept_fetched, envelope)
+                await run_to_completion(self._accept_fetched, envelope)
             except Exception as exc:
                 errors.append("operator: " + _describe(exc))
         self.last_error = "; ".join(errors) or None

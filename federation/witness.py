@@ -35,7 +35,6 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 
 from agreements.policy import providers_for
 from agreements.runtime import enforce_request, runtime_of
@@ -54,6 +53,7 @@ from registry.core.keys import public_key_from_jwk
 from registry.core.merkle import verify_consistency
 from registry.core.node import Node, NodeDep
 from registry.core.signing import TYP_TREE_HEAD, SignatureInvalid, verify_detached
+from registry.core.threads import run_to_completion
 from schemas.vocabulary import Dataset, PeerOutcome, Purpose
 
 router = APIRouter(prefix="/federation/v1/audit", tags=["federation"])
@@ -207,10 +207,10 @@ async def recorded_round(
     except (Exception, asyncio.CancelledError) as exc:
         stopped = isinstance(exc, asyncio.CancelledError)
         error = "cancelled: the node stopped" if stopped else f"{type(exc).__name__}: {exc}"[:1000]
-        await run_in_threadpool(lambda: finish(node.engine, number=number, now=utcnow(), reports=[], error=error))
+        await run_to_completion(lambda: finish(node.engine, number=number, now=utcnow(), reports=[], error=error))
         raise
     done = [report.model_dump(mode="json") for report in reports]
-    await run_in_threadpool(lambda: finish(node.engine, number=number, now=utcnow(), reports=done))
+    await run_to_completion(lambda: finish(node.engine, number=number, now=utcnow(), reports=done))
     return reports
 
 
@@ -219,7 +219,7 @@ async def witness_round(node: Node, *, request_id: str | None = None, context: A
     federation: Federation = node.extensions["federation"]
     runtime = runtime_of(node)
     dataset, purpose = Dataset.audit_tree_heads.value, Purpose.audit_witnessing.value
-    permits = await run_in_threadpool(
+    permits = await run_to_completion(
         providers_for, runtime.policy, requester=node.node_id, dataset=dataset, purpose=purpose, at=runtime.now()
     )
     calls = [
@@ -267,7 +267,7 @@ async def _judge(
     if head.tree_head.node_id != peer:
         return WitnessReport(peer=peer, verdict="unverified", detail="the tree head is another node's")
     size, root = head.tree_head.tree_size, head.tree_head.root_hash
-    last = await run_in_threadpool(_last_kept, node.engine, peer)
+    last = await run_to_completion(_last_kept, node.engine, peer)
     report = WitnessReport(peer=peer, verdict="first", tree_size=size, root_hash=root)
     if last is not None:
         report.previous_size = last.tree_size
@@ -301,7 +301,7 @@ async def _judge(
         verdict=report.verdict,
         detail=report.detail,
     )
-    await run_in_threadpool(_keep, node.engine, kept)
+    await run_to_completion(_keep, node.engine, kept)
     return report
 
 
@@ -347,7 +347,7 @@ async def _extends(
 async def run_round(request: Request, node: NodeDep, _: Governance) -> WitnessRound:
     """Witness every peer an agreement allows, now; each peer's verdict."""
     context = audit_context(request)
-    number = await run_in_threadpool(lambda: begin(node.engine, worker=worker_id(), now=utcnow()))
+    number = await run_to_completion(lambda: begin(node.engine, worker=worker_id(), now=utcnow()))
     reports = await recorded_round(node, number, context=context, request_id=getattr(request.state, "request_id", None))
     context.result_count = len(reports)
     return WitnessRound(reports=reports)

@@ -12,6 +12,12 @@ manual round's action) by the node, with the number of peers asked, the count of
 started and the worker that ran it. No request id is made up: there was no request. A round that asked no
 peer sent nothing and adds no entry (the schedule row still records it). A round that fails is logged and
 recorded in the schedule; the loop carries on, and each peer's outcome is in that round's verdicts either way.
+
+The loop reads the schedule at once when the app starts, so a node stopped right after starting cancels it in
+the middle of that read. Cancelling a task that awaits a worker thread does not stop the thread (not with
+``run_in_threadpool``, ``anyio.to_thread`` or ``asyncio.to_thread``): shutdown would go on while the thread
+still held a pooled connection (see :mod:`registry.core.threads`). So the loop's database calls go through
+:func:`~registry.core.threads.run_to_completion`.
 """
 
 from __future__ import annotations
@@ -23,8 +29,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from starlette.concurrency import run_in_threadpool
-
 from federation.witness import WitnessReport, recorded_round
 from federation.witness_schedule import claim, read, seconds_until_next, worker_id
 from registry.core.audit.context import AuditContext
@@ -32,6 +36,7 @@ from registry.core.audit.entry import PreparedEntry, build_entry, format_time
 from registry.core.audit.recording import audit_log
 from registry.core.db import utcnow
 from registry.core.node import Node
+from registry.core.threads import run_to_completion
 
 log = logging.getLogger("rcc.federation.witness")
 
@@ -64,7 +69,7 @@ class WitnessScheduler:
     async def delay(self) -> float:
         """Seconds until this worker should try to claim the next round (see :func:`seconds_until_next`)."""
         try:
-            last = await run_in_threadpool(read, self.node.engine)
+            last = await run_to_completion(read, self.node.engine)
         except Exception as exc:  # the database may be down: try again after an interval
             log.warning("witnessing schedule unreadable: %s: %s", type(exc).__name__, exc)
             return self.interval
@@ -74,7 +79,7 @@ class WitnessScheduler:
     async def tick(self) -> list[WitnessReport] | None:
         """Run the scheduled round if this worker wins it: each peer's verdict, or ``None`` if another won."""
         engine, now = self.node.engine, utcnow()
-        number = await run_in_threadpool(lambda: claim(engine, worker=self.worker, now=now, interval=self.interval))
+        number = await run_to_completion(lambda: claim(engine, worker=self.worker, now=now, interval=self.interval))
         if number is None:
             return None
         context = AuditContext(actor_type="node", actor_id=self.node.node_id)
