@@ -9,9 +9,9 @@ rows without a peer.
 from __future__ import annotations
 
 import csv
+import functools
 import io
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,13 @@ from fastapi.testclient import TestClient
 
 from agreements import flows
 from registry.app import create_app
-from registry.core.audit.context import AuditContext
-from registry.core.audit.entry import build_entry
 from registry.core.audit.recording import audit_log, sequence_pending
 from registry.core.db import claim_database, make_engine, upgrade
 from registry.core.keys import KeyRing
 from registry.core.settings import load_settings
-from tests.agreements.conftest import GM, LDN, NAT, document, grant
+from tests.agreements.conftest import GM, LDN, NAT
 from tests.support.databases import fresh_database
+from tests.support.flows import SEARCH, VACANCIES, inbound, march, outbound, record, rows, vacancies_mou
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.postgres
@@ -36,50 +35,7 @@ pytestmark = pytest.mark.postgres
 HERE = "rcc-test"
 MOU = "flows-mou"
 OTHER = "flows-other"
-VACANCIES, SEARCH = "capacity.vacancies", "placement-search"
-
-
-def at(day: int, hour: int = 12) -> datetime:
-    return datetime(2026, 3, day, hour, tzinfo=UTC)
-
-
-def inbound(node_id: str, *, peer: str, agreement: str, when: datetime, count: int | None, deny: str | None = None):
-    context = AuditContext(
-        actor_type="node", actor_id=peer, peer=peer, agreement=agreement, dataset=VACANCIES, purpose=SEARCH
-    )
-    if deny is None:
-        context.permit()
-        context.result_count = count
-    else:
-        context.deny(deny)
-    return build_entry(
-        node_id=node_id,
-        direction="inbound",
-        action="federation.capacity_search",
-        context=context,
-        time=when,
-        status=403 if deny else 200,
-    )
-
-
-def outbound(node_id: str, *, peer: str, outcome: str, when: datetime):
-    """A call this node made to ``peer``, decided from its outcome as ``recording.outbound_entry`` decides it."""
-    context = AuditContext(peer=peer, agreement=MOU, dataset=VACANCIES, purpose=SEARCH)
-    if outcome == "ok":
-        context.permit()
-    elif outcome == "refused":
-        context.deny(outcome)
-    else:
-        context.reason = outcome
-    return build_entry(
-        node_id=node_id,
-        direction="outbound",
-        action="federation.capacity_search",
-        context=context,
-        time=when,
-        outcome=outcome,
-        method="POST",
-    )
+REPORT = f"/v1/agreements/{MOU}/flows"
 
 
 @pytest.fixture(scope="module")
@@ -99,27 +55,23 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
         application = create_app(settings, keys=KeyRing.generate(), engine=engine)
         with TestClient(application, raise_server_exceptions=False) as client:
             admin = bearer(application, "node-admin", subject="flows-admin")
-            mou = document(
-                MOU,
-                [HERE, GM],
-                [grant(HERE, [GM], [VACANCIES], [SEARCH]), grant(GM, [HERE], [VACANCIES], [SEARCH])],
-            )
-            assert client.post("/v1/agreements", json=mou, headers=admin).status_code == 201
-        log = audit_log(application.state.node)
-        log.insert_now(
+            assert client.post("/v1/agreements", json=vacancies_mou(MOU, HERE, GM), headers=admin).status_code == 201
+        from_gm = functools.partial(inbound, HERE, peer=GM, agreement=MOU)
+        to_gm = functools.partial(outbound, HERE, peer=GM, agreement=MOU)
+        record(
+            audit_log(application.state.node),
             [
-                inbound(HERE, peer=GM, agreement=MOU, when=at(2), count=3),
-                inbound(HERE, peer=GM, agreement=MOU, when=at(9), count=4),
-                inbound(HERE, peer=GM, agreement=MOU, when=at(10), count=None, deny="purpose-not-granted"),
-                inbound(HERE, peer=LDN, agreement=MOU, when=at(3), count=None, deny="no-agreement"),
-                inbound(HERE, peer=NAT, agreement=OTHER, when=at(4), count=50),
-                outbound(HERE, peer=GM, outcome="ok", when=at(5)),
-                outbound(HERE, peer=GM, outcome="ok", when=at(6)),
-                outbound(HERE, peer=GM, outcome="timeout", when=at(7)),
-                outbound(HERE, peer=GM, outcome="refused", when=at(8)),
-            ]
+                from_gm(when=march(2), results=3),
+                from_gm(when=march(9), results=4),
+                from_gm(when=march(10), deny="purpose-not-granted"),
+                inbound(HERE, peer=LDN, agreement=MOU, when=march(3), deny="no-agreement"),
+                inbound(HERE, peer=NAT, agreement=OTHER, when=march(4), results=50),
+                to_gm(when=march(5)),
+                to_gm(when=march(6)),
+                to_gm(when=march(7), outcome="timeout"),
+                to_gm(when=march(8), outcome="refused"),
+            ],
         )
-        sequence_pending(application.state.node)
         yield application
         engine.dispose()
 
@@ -135,9 +87,17 @@ def governance(app: FastAPI) -> dict[str, str]:
     return bearer(app, "governance", subject="flows-dpo")
 
 
-def peer_rows(body: dict[str, Any]) -> list[tuple[Any, ...]]:
-    keys = ("direction", "peer", "dataset", "purpose", "decision", "reason", "requests", "result_count")
-    return [tuple(row[k] for k in keys) for row in body["rows"] if row["peer"] is not None]
+@pytest.fixture(scope="module")
+def report(http: TestClient, governance: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """The report on ``MOU`` as a governance officer reads it (a 200 asserted), with query ``params``."""
+
+    def read(**params: str) -> dict[str, Any]:
+        response = http.get(REPORT, params=params, headers=governance)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return read
 
 
 def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -150,11 +110,9 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
 
 
 class TestReport:
-    def test_flows_are_grouped_by_direction_peer_decision_and_reason_with_counts(self, http, governance) -> None:
-        response = http.get(f"/v1/agreements/{MOU}/flows", headers=governance)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert peer_rows(body) == [
+    def test_flows_are_grouped_by_direction_peer_decision_and_reason_with_counts(self, report) -> None:
+        body = report()
+        assert rows(body, where=lambda r: r["peer"] is not None) == [
             ("inbound", GM, VACANCIES, SEARCH, "deny", "purpose-not-granted", 1, None),
             ("inbound", GM, VACANCIES, SEARCH, "permit", None, 2, 7),
             ("inbound", LDN, VACANCIES, SEARCH, "deny", "no-agreement", 1, None),
@@ -165,8 +123,8 @@ class TestReport:
         permits = next(r for r in body["rows"] if r["peer"] == GM and r["decision"] == "permit" and r["result_count"])
         assert (permits["first"], permits["last"]) == ("2026-03-02T12:00:00Z", "2026-03-09T12:00:00Z")
 
-    def test_the_register_facts_and_the_signed_tree_head_come_with_it(self, http, governance) -> None:
-        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+    def test_the_register_facts_and_the_signed_tree_head_come_with_it(self, report) -> None:
+        body = report()
         assert (body["agreement"], body["version"], body["state"]) == (MOU, 1, "draft")
         assert (body["parties"], body["datasets"], body["purposes"]) == ([HERE, GM], [VACANCIES], [SEARCH])
         head = body["signed_tree_head"]
@@ -174,8 +132,8 @@ class TestReport:
         assert body["tree_size"] == head["tree_head"]["tree_size"] >= 9
         assert head["signature"].count(".") == 2
 
-    def test_rows_without_a_peer_are_this_nodes_own_users_and_totals_add_up(self, http, governance) -> None:
-        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+    def test_rows_without_a_peer_are_this_nodes_own_users_and_totals_add_up(self, report) -> None:
+        body = report()
         local = [r for r in body["rows"] if r["peer"] is None]
         assert local and {r["direction"] for r in local} == {"inbound"}  # registering the agreement, at least
         totals = body["totals"]
@@ -187,10 +145,9 @@ class TestReport:
         assert totals["undecided"] >= 1  # the timeout
         assert totals["denied"] == 3
 
-    def test_since_and_until_bound_the_window(self, http, governance) -> None:
-        params = {"since": "2026-03-03T00:00:00Z", "until": "2026-03-09T12:00:00+00:00"}
-        body = http.get(f"/v1/agreements/{MOU}/flows", params=params, headers=governance).json()
-        assert [(r["direction"], r["peer"], r["decision"], r["requests"]) for r in body["rows"]] == [
+    def test_since_and_until_bound_the_window(self, report) -> None:
+        body = report(since="2026-03-03T00:00:00Z", until="2026-03-09T12:00:00+00:00")
+        assert rows(body, ("direction", "peer", "decision", "requests")) == [
             ("inbound", LDN, "deny", 1),
             ("outbound", GM, None, 1),
             ("outbound", GM, "deny", 1),
@@ -198,8 +155,8 @@ class TestReport:
         ]
         assert (body["since"], body["until"]) == ("2026-03-03T00:00:00Z", "2026-03-09T12:00:00Z")
 
-    def test_another_agreements_entries_are_not_counted(self, http, governance, app) -> None:
-        body = http.get(f"/v1/agreements/{MOU}/flows", headers=governance).json()
+    def test_another_agreements_entries_are_not_counted(self, report) -> None:
+        body = report()
         assert NAT not in body["totals"]["peers"]
         assert 50 not in [r["result_count"] for r in body["rows"]]
 
@@ -212,7 +169,7 @@ class TestReport:
         assert none == []
 
     def test_the_report_is_itself_audited_under_the_agreement(self, app, http, governance) -> None:
-        response = http.get(f"/v1/agreements/{MOU}/flows", headers={**governance, "x-request-id": "flows-read-1"})
+        response = http.get(REPORT, headers={**governance, "x-request-id": "flows-read-1"})
         assert response.status_code == 200
         sequence_pending(app.state.node)
         page = http.get(
@@ -228,7 +185,7 @@ class TestCsv:
         ("params", "headers"), [({"format": "csv"}, {}), ({}, {"accept": "text/csv"})], ids=["format", "accept"]
     )
     def test_the_same_rows_as_csv(self, http, governance, params, headers) -> None:
-        response = http.get(f"/v1/agreements/{MOU}/flows", params=params, headers={**governance, **headers})
+        response = http.get(REPORT, params=params, headers={**governance, **headers})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert "attachment" in response.headers["content-disposition"]
@@ -246,9 +203,9 @@ class TestRefusals:
         assert_problem(http.get("/v1/agreements/no-such/flows", headers=governance), 404, "agreement-not-found")
 
     def test_governance_only(self, app, http) -> None:
-        assert_problem(http.get(f"/v1/agreements/{MOU}/flows"), 401)
+        assert_problem(http.get(REPORT), 401)
         admin = bearer(app, "node-admin", subject="flows-admin")
-        assert_problem(http.get(f"/v1/agreements/{MOU}/flows", headers=admin), 403, "missing-role")
+        assert_problem(http.get(REPORT, headers=admin), 403, "missing-role")
 
     @pytest.mark.parametrize(
         "params",
@@ -263,12 +220,12 @@ class TestRefusals:
         ids=["naive", "not-a-time", "empty-window", "reversed", "format", "unknown-parameter"],
     )
     def test_bad_parameters_are_422(self, http, governance, params) -> None:
-        assert_problem(http.get(f"/v1/agreements/{MOU}/flows", params=params, headers=governance), 422)
+        assert_problem(http.get(REPORT, params=params, headers=governance), 422)
 
 
 class TestPure:
     def test_totals_count_each_decision_and_direction(self) -> None:
-        row = {"dataset": VACANCIES, "purpose": SEARCH, "first": at(1), "last": at(2)}
+        row = {"dataset": VACANCIES, "purpose": SEARCH, "first": march(1), "last": march(2)}
         rows = [
             flows.FlowRow(
                 direction="inbound", peer=GM, decision="permit", reason=None, requests=3, result_count=9, **row

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from registry.cli.main import app
-from registry.core.audit.context import AuditContext
-from registry.core.audit.entry import build_entry
 from registry.core.audit.log import ENTRY, AuditLog
 from registry.core.db import make_engine
 from registry.core.keys import KeyRing
 from registry.core.settings import load_settings
-from tests.agreements.conftest import GM, SE, document, grant
+from tests.agreements.conftest import GM, SE
+from tests.support.flows import inbound, march, outbound, record, rows, vacancies_mou
 
 runner = CliRunner()
 MOU = "cli-flows-mou"
@@ -31,24 +30,6 @@ def rcc(*args: str | Path, code: int = 0) -> Any:
     return result
 
 
-def entry(direction: str, *, when: datetime, count: int | None, deny: str | None = None) -> Any:
-    context = AuditContext(
-        actor_type="node", peer=GM, agreement=MOU, dataset="capacity.vacancies", purpose="placement-search"
-    )
-    if deny:
-        context.deny(deny)
-    else:
-        context.permit()
-    context.result_count = count
-    return build_entry(
-        node_id=SE,
-        direction=direction,
-        action="federation.capacity_search",
-        context=context,
-        time=when,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An initialised SE node holding a draft agreement with GM, two inbound permits, a denial and an outbound call."""
@@ -57,21 +38,20 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("RCC_DATA_DIR", str(base / "unused"))
         data_dir = base / SE
         rcc("init", "--data-dir", data_dir, "--node-id", SE, "--region-code", "E12000008")
-        mou = document(MOU, [SE, GM], [grant(SE, [GM], ["capacity.vacancies"], ["placement-search"])])
-        (base / "mou.json").write_text(json.dumps(mou))
+        (base / "mou.json").write_text(json.dumps(vacancies_mou(MOU, SE, GM)))
         rcc("agreements", "draft", base / "mou.json", "--data-dir", data_dir)
         settings = load_settings(data_dir=data_dir)
         engine = make_engine(settings.effective_database_url)
-        log = AuditLog(engine=engine, node_id=SE, keys=KeyRing.load(data_dir / "keys"))
-        log.insert_now(
+        from_gm = functools.partial(inbound, SE, peer=GM, agreement=MOU)
+        record(
+            AuditLog(engine=engine, node_id=SE, keys=KeyRing.load(data_dir / "keys")),
             [
-                entry("inbound", when=datetime(2026, 3, 2, tzinfo=UTC), count=5),
-                entry("inbound", when=datetime(2026, 3, 4, tzinfo=UTC), count=6),
-                entry("inbound", when=datetime(2026, 3, 5, tzinfo=UTC), count=None, deny="purpose-not-granted"),
-                entry("outbound", when=datetime(2026, 3, 6, tzinfo=UTC), count=None),
-            ]
+                from_gm(when=march(2), results=5),
+                from_gm(when=march(4), results=6),
+                from_gm(when=march(5), deny="purpose-not-granted"),
+                outbound(SE, peer=GM, agreement=MOU, when=march(6)),
+            ],
         )
-        log.sequence_pending()
         engine.dispose()
         yield data_dir
 
@@ -85,10 +65,7 @@ class TestAuditFlows:
     def test_json_gives_the_same_report_as_the_api(self, node: Path) -> None:
         body = flows_json(node)
         assert (body["agreement"], body["state"], body["parties"]) == (MOU, "draft", [SE, GM])
-        assert [
-            (r["direction"], r["peer"], r["decision"], r["reason"], r["requests"], r["result_count"])
-            for r in body["rows"]
-        ] == [
+        assert rows(body, ("direction", "peer", "decision", "reason", "requests", "result_count")) == [
             ("inbound", GM, "deny", "purpose-not-granted", 1, None),
             ("inbound", GM, "permit", None, 2, 11),
             ("outbound", GM, "permit", None, 1, None),
@@ -97,7 +74,7 @@ class TestAuditFlows:
 
     def test_since_and_until_without_an_offset_are_utc(self, node: Path) -> None:
         body = flows_json(node, "--since", "2026-03-03T00:00:00", "--until", "2026-03-06T00:00:00")
-        assert [(r["direction"], r["decision"], r["requests"]) for r in body["rows"]] == [
+        assert rows(body, ("direction", "decision", "requests")) == [
             ("inbound", "deny", 1),
             ("inbound", "permit", 1),
         ]

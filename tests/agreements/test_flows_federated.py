@@ -14,6 +14,7 @@ import pytest
 from tests.agreements.conftest import document, grant
 from tests.registry.publications.documents import fee_cap
 from tests.support.agreements import GM, LDN, SE, AgreementNodes, agreement_nodes
+from tests.support.flows import rows
 from tests.support.nodes import wait_for
 from tests.support.tokens import bearer
 
@@ -72,8 +73,8 @@ def flows(fed: AgreementNodes, node_id: str, **params: str) -> dict[str, Any]:
 
 
 def data_rows(body: dict[str, Any]) -> list[tuple[Any, ...]]:
-    keys = ("direction", "peer", "dataset", "purpose", "decision", "reason", "requests", "result_count")
-    return [tuple(r[k] for k in keys) for r in body["rows"] if r["dataset"] == DATASET]
+    """The rows of the fee caps' flow (the agreement's own exchange has no dataset)."""
+    return rows(body, where=lambda r: r["dataset"] == DATASET)
 
 
 def with_data_flow(fed: AgreementNodes, node_id: str) -> dict[str, Any]:
