@@ -4,16 +4,14 @@ as ``GET /v1/agreements/{id}/flows``, and plain accessible HTML (headers scoped,
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from registry.core.audit.context import AuditContext
-from registry.core.audit.entry import build_entry
-from registry.core.audit.recording import audit_log, sequence_pending
-from tests.agreements.conftest import GM, LDN, document, grant
+from registry.core.audit.recording import audit_log
+from tests.agreements.conftest import GM, LDN
+from tests.support.flows import inbound, march, outbound, record, vacancies_mou
 from tests.support.tokens import bearer
 from tests.ui.conftest import dev_sign_in
 
@@ -23,39 +21,21 @@ HERE = "rcc-test"
 MOU = "ui-flows-mou"
 
 
-def _entry(*, peer: str, direction: str, deny: str | None, count: int | None, day: int):  # type: ignore[no-untyped-def]
-    context = AuditContext(
-        actor_type="node", peer=peer, agreement=MOU, dataset="capacity.vacancies", purpose="placement-search"
-    )
-    if deny:
-        context.deny(deny)
-    else:
-        context.permit()
-    context.result_count = count
-    return build_entry(
-        node_id=HERE,
-        direction=direction,  # type: ignore[arg-type]
-        action="federation.capacity_search",
-        context=context,
-        time=datetime(2026, 3, day, tzinfo=UTC),
-    )
-
-
 @pytest.fixture
 def with_flows(ui_app: FastAPI, browser_client: TestClient) -> TestClient:
     """The node holds a draft agreement with GM; GM asked twice (permitted), London once (refused), we asked GM."""
-    doc = document(MOU, [HERE, GM], [grant(HERE, [GM], ["capacity.vacancies"], ["placement-search"])])
+    doc = vacancies_mou(MOU, HERE, GM)
     created = browser_client.post("/v1/agreements", json=doc, headers=bearer(ui_app, "node-admin"))
     assert created.status_code == 201, created.text
-    audit_log(ui_app.state.node).insert_now(
+    record(
+        audit_log(ui_app.state.node),
         [
-            _entry(peer=GM, direction="inbound", deny=None, count=4, day=2),
-            _entry(peer=GM, direction="inbound", deny=None, count=5, day=3),
-            _entry(peer=LDN, direction="inbound", deny="no-agreement", count=None, day=4),
-            _entry(peer=GM, direction="outbound", deny=None, count=None, day=5),
-        ]
+            inbound(HERE, peer=GM, agreement=MOU, when=march(2), results=4),
+            inbound(HERE, peer=GM, agreement=MOU, when=march(3), results=5),
+            inbound(HERE, peer=LDN, agreement=MOU, when=march(4), deny="no-agreement"),
+            outbound(HERE, peer=GM, agreement=MOU, when=march(5)),
+        ],
     )
-    sequence_pending(ui_app.state.node)
     return browser_client
 
 
