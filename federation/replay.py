@@ -40,8 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import PoolProxiedConnection
 
 from federation.models import ReplayEntry
-from registry.core.audit.store import SQLITE_BUSY_TIMEOUT_MS
-from registry.core.db import utcnow
+from registry.core.db import KeptConnection, utcnow
 
 _Pending = tuple[str, str, datetime, "asyncio.Future[bool]"]
 
@@ -62,7 +61,7 @@ class ReplayCache:
         self._write_lock: threading.Lock | None = None
         # Inline claims (SQLite with a shared write lock): per event loop, the claims of the current turn.
         self._turn: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        self._inline_connection: PoolProxiedConnection | None = None
+        self._inline = KeptConnection(engine, busy_timeout_ms=0)  # never waits: a busy lock sends work to the thread
         self._sql: dict[int, str] = {}  # the inline INSERT per batch size
         table = ReplayEntry.__table__  # type: ignore[attr-defined]
         self._expires_bind = table.c.expires_at.type.bind_processor(engine.dialect)
@@ -150,29 +149,17 @@ class ReplayCache:
 
         Returns None when every row was inserted, else the jtis that were (the others were replays).
         """
-        connection = self._inline_connection
-        self._inline_connection = None
-        if connection is None:
-            connection = self.engine.raw_connection()
-            _execute(connection, "PRAGMA busy_timeout=0")
         sql, params = self._insert_statement(rows)
-        inserted: set[str] | None = None
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(sql, params)
-                if cursor.rowcount != len(rows):  # a replay among them: write the batch again to learn which
-                    connection.rollback()
-                    cursor.execute(sql + " RETURNING jti", params)
-                    inserted = {str(row[0]) for row in cursor.fetchall()}
-            finally:
-                cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.invalidate()
-            raise
-        self._inline_connection = connection
-        return inserted
+
+        def insert(connection: PoolProxiedConnection, cursor: Any) -> set[str] | None:
+            cursor.execute(sql, params)
+            if cursor.rowcount == len(rows):
+                return None
+            connection.rollback()  # a replay among them: write the batch again to learn which
+            cursor.execute(sql + " RETURNING jti", params)
+            return {str(row[0]) for row in cursor.fetchall()}
+
+        return self._inline.transaction(insert)
 
     def claim_now(self, *, jti: str, issuer: str, expires_at: datetime) -> bool:
         """Synchronous single claim (command line, tests)."""
@@ -235,17 +222,20 @@ class ReplayCache:
             return int(result.rowcount)
 
     def close(self) -> None:
-        """Stop the writer thread (pending claims already handed to it still complete); drop the kept connection."""
-        self._executor.shutdown(wait=False)
-        connection, self._inline_connection = self._inline_connection, None
-        if connection is not None:
-            lock = self._write_lock
-            if lock is not None and lock.acquire(timeout=5.0):
-                try:
-                    _execute(connection, f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-                    connection.close()
-                finally:
-                    lock.release()
+        """Stop the writer thread once the claims already handed to it are written; drop the kept connection.
+
+        Waits for the thread: a claim or purge still running would otherwise give its connection back after the
+        node's engine was disposed of, to a pool nobody holds (see ``registry.core.threads``).
+        """
+        self._executor.shutdown(wait=True)
+        lock = self._write_lock
+        if lock is None:
+            self._inline.release()
+        elif lock.acquire(timeout=5.0):
+            try:
+                self._inline.release()
+            finally:
+                lock.release()
 
 
 def _split_repeats(batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
@@ -260,14 +250,6 @@ def _split_repeats(batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending
             seen.add(item[0])
             fresh.append(item)
     return fresh, repeats
-
-
-def _execute(connection: PoolProxiedConnection, statement: str) -> None:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(statement)
-    finally:
-        cursor.close()
 
 
 def _settle(future: asyncio.Future[bool], value: bool) -> None:

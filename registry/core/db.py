@@ -7,18 +7,20 @@ production engine. Both give the same behaviour to the code above, including tim
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 MIGRATIONS_LOCATION = "registry:migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # what every SQLite connection of the engine waits for another writer
+_T = TypeVar("_T")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -75,7 +77,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -152,3 +154,64 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+class KeptConnection:
+    """One DBAPI connection kept between the short write transactions of a hot path (a per-request insert).
+
+    What SQLAlchemy's Core execution adds per call (a pool check-out, compiled-statement lookup, result
+    set-up, events) costs more than such an insert itself, so these go straight to the driver over a
+    connection checked out once. :meth:`transaction` runs one transaction on it and commits; if anything
+    fails, the connection is discarded (the next transaction checks out a fresh one), so a broken or
+    half-finished connection is never reused.
+
+    ``busy_timeout_ms`` (SQLite only) is how long this connection waits for another writer; 0 makes a write
+    fail at once, for callers that would rather hand the work elsewhere than block. The engine's own setting
+    is restored when the connection goes back to the pool.
+    """
+
+    def __init__(self, engine: Engine, *, busy_timeout_ms: int | None = None) -> None:
+        self.engine = engine
+        self._busy_timeout_ms = busy_timeout_ms if engine.dialect.name == "sqlite" else None
+        self._connection: PoolProxiedConnection | None = None
+
+    def transaction(self, work: Callable[[PoolProxiedConnection, Any], _T]) -> _T:
+        """``work(connection, cursor)`` in one transaction, then commit; raises whatever the driver raises.
+
+        ``work`` may roll back and write again on the same cursor (the transaction is then the second try).
+        """
+        connection, self._connection = self._connection or self._connect(), None
+        try:
+            cursor = connection.cursor()
+            try:
+                result = work(connection, cursor)
+            finally:
+                cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.invalidate()
+            raise
+        self._connection = connection
+        return result
+
+    def release(self) -> None:
+        """Return the kept connection to the pool (when idle, and on stop); the next transaction takes another."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            if self._busy_timeout_ms is not None:
+                _execute_driver(connection, f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            connection.close()
+
+    def _connect(self) -> PoolProxiedConnection:
+        connection = self.engine.raw_connection()
+        if self._busy_timeout_ms is not None:
+            _execute_driver(connection, f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        return connection
+
+
+def _execute_driver(connection: PoolProxiedConnection, statement: str) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()

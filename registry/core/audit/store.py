@@ -11,15 +11,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session
 
 from registry.core.audit.entry import FILTER_COLUMNS, PreparedEntry, format_time
 from registry.core.audit.errors import AuditStoreError, AuditUnavailable
 from registry.core.audit.models import HEAD_ROW_ID, AuditEntry, AuditHead, AuditNode, SignedTreeHead, TreeHead
+from registry.core.db import KeptConnection
 from registry.core.merkle import NodeId
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000  # what registry.core.db sets on every SQLite connection
 ENTRY: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 NODE: Table = AuditNode.__table__  # type: ignore[attr-defined]
 HEAD: Table = AuditHead.__table__  # type: ignore[attr-defined]
@@ -67,21 +66,17 @@ def signed_head_of(row: Any) -> SignedTreeHead | None:
 
 
 class EntryInserter:
-    """Inserts entry rows over one DBAPI connection, kept between batches by the writer thread.
+    """Inserts entry rows over one DBAPI connection, kept between batches (:class:`~registry.core.db.KeptConnection`).
 
-    This is the hot path of every request, so it skips what SQLAlchemy's Core execution adds per call
-    (compiled-statement lookup, result set-up, events): one prepared ``INSERT``, the column types' own bind
-    processors (so timestamps are stored exactly as the ``UTCDateTime`` column reads them back), and
-    ``executemany`` + ``commit`` on the driver. A failed batch discards the connection.
+    This is the hot path of every request: one prepared ``INSERT``, the column types' own bind processors (so
+    timestamps are stored exactly as the ``UTCDateTime`` column reads them back), and ``executemany`` +
+    ``commit`` on the driver. A failed batch discards the connection.
     """
 
     COLUMNS = ("ts", "entry", "leaf_hash", *FILTER_COLUMNS.values())
 
     def __init__(self, engine: Engine, *, busy_timeout_ms: int | None = None) -> None:
         dialect = engine.dialect
-        # SQLite only: how long this connection waits for another writer (0: fail at once and let the caller
-        # choose another path). Restored to the engine's own setting when the connection goes back to the pool.
-        self._busy_timeout_ms = busy_timeout_ms if dialect.name == "sqlite" else None
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         self.engine = engine
         columns, marks = ", ".join(self.COLUMNS), ", ".join([mark] * len(self.COLUMNS))
@@ -94,7 +89,9 @@ class EntryInserter:
             for position, name in enumerate(self.COLUMNS)
             if (process := ENTRY.c[name].type.bind_processor(dialect)) is not None
         ]
-        self._connection: PoolProxiedConnection | None = None
+        # SQLite: busy_timeout_ms is how long this connection waits for another writer (0: fail at once and
+        # let the caller choose another path).
+        self._kept = KeptConnection(engine, busy_timeout_ms=busy_timeout_ms)
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
         """One row's positional parameters, through each column type's bind processor."""
@@ -108,41 +105,11 @@ class EntryInserter:
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert and commit ``rows`` in one transaction; raises whatever the driver raises."""
         params = [self.params(row) for row in rows]
-        connection = self._connection or self._connect()
-        self._connection = None
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.executemany(self.sql, params)
-            finally:
-                cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.invalidate()
-            raise
-        self._connection = connection
+        self._kept.transaction(lambda _connection, cursor: cursor.executemany(self.sql, params))
 
     def release(self) -> None:
         """Return the kept connection to the pool (when idle, and on stop)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            if self._busy_timeout_ms is not None:
-                self._pragma(connection, f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            connection.close()
-
-    def _connect(self) -> PoolProxiedConnection:
-        connection = self.engine.raw_connection()
-        if self._busy_timeout_ms is not None:
-            self._pragma(connection, f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-        return connection
-
-    @staticmethod
-    def _pragma(connection: PoolProxiedConnection, statement: str) -> None:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(statement)
-        finally:
-            cursor.close()
+        self._kept.release()
 
 
 def append_in(session: Session, entry: PreparedEntry) -> None:
