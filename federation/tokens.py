@@ -14,9 +14,11 @@ The compact JWS itself (parsing, the libsodium signer and verifiers) is the fast
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,7 @@ CLOCK_SKEW_SECONDS = 30
 RESPONSE_SIGNATURE_HEADER = "RCC-Response-Signature"
 EMPTY_BODY_DIGEST = b64url(hashlib.sha256(b"").digest())
 _JTI = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_json_string: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal, as json.dumps writes it
 _MAX_AGREEMENT_CHARS = 200
 
 
@@ -256,8 +259,16 @@ def unverified_jti(token: str) -> str | None:
 
 
 def sign_response(signer: Signer, *, jti: str | None, status: int, bdh: str, iat: int) -> str:
-    """The ``RCC-Response-Signature`` value for one response."""
-    return signer.compact({"jti": jti, "status": status, "bdh": bdh, "iat": iat}, typ=TYP_RESPONSE)
+    """The ``RCC-Response-Signature`` value for one response.
+
+    Every federated answer is signed, so its four-field payload is written straight out in sorted key order
+    (~0.5 µs against ~2.8 µs through ``json.dumps``; a test checks the two agree).
+    """
+    payload = (
+        f'{{"bdh":{_json_string(bdh)},"iat":{int(iat)}'
+        f',"jti":{"null" if jti is None else _json_string(jti)},"status":{int(status)}}}'
+    )
+    return signer.compact_json(payload, typ=TYP_RESPONSE)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ def assert_signed(response: httpx.Response, keys: KeyRing, jti: str | None) -> d
     assert payload["status"] == response.status_code
     assert payload["bdh"] == jose.b64e(hashlib.sha256(response.content).digest())
     assert abs(payload["iat"] - time.time()) < 60
+    # The node writes this payload by hand on its hot path: it must still be the compact, key-sorted JSON.
+    assert jose.b64d(signature.split(".")[1]) == json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return payload
 
 

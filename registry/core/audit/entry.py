@@ -13,7 +13,8 @@ keys, strings, safe integers, booleans, null, lists and objects of them) ``json.
 no whitespace produces the same bytes in ~14 µs, so that fast path is taken when the document qualifies and
 ``rfc8785`` otherwise (a test checks the two agree). :func:`build_entry` goes one step further for the
 entries it assembles itself: it knows every key and the type of every value, so it writes the sorted,
-compact form directly with the same C string encoder ``json.dumps`` uses (~4 µs), again checked by a test.
+compact form directly, in one expression, with the same C string encoder ``json.dumps`` uses (~1.5 µs),
+again checked by a test.
 """
 
 from __future__ import annotations
@@ -84,8 +85,20 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds (``2026-01-31T09:30:00.123456Z``): one spelling, so it round-trips."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    # isoformat is C and pads the year to four digits, as strftime's %Y does here (~0.5 µs against ~6 µs).
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # The fields formatted directly, the year padded to four digits as strftime's %Y does here: ~0.7 µs, against
+    # ~1.6 µs for replace(tzinfo=None).isoformat() and ~6 µs for strftime (once per request, for its entry).
+    return _TIME_FORMAT % (
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+
+
+_TIME_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 
 
 def _text(value: object, limit: int = MAX_TEXT) -> str | None:
@@ -223,41 +236,91 @@ def build_entry(
     """
     ctx = context or AuditContext()
     moment = time or utcnow()
+    when = format_time(moment)
+    request_id = _text(request_id)
+    actor_type = ctx.actor_type
+    actor_id = _text(ctx.actor_id)
+    roles = sorted({t for t in (_text(r) for r in ctx.roles) if t is not None}) if ctx.roles else []
+    issuer = _text(ctx.issuer)
+    method = _text(method)
+    what = _text(action)
+    status = _count(status)
+    dataset = _text(ctx.dataset)
+    purpose = _text(ctx.purpose)
+    agreement = _text(ctx.agreement)
+    decision = ctx.decision if ctx.decision in ("permit", "deny") else None
+    reason = _text(ctx.reason)
+    peer = _text(ctx.peer)
+    outcome = _text(outcome)
+    result_count = _count(ctx.result_count)
+    request_sha256 = _text(request_sha256)
+    query_sha256 = _text(query_sha256)
+    response_sha256 = _text(response_sha256)
+    peer_signature = _text(peer_signature, MAX_SIGNATURE)
     document: dict[str, Any] = {
         "v": ENTRY_VERSION,
-        "time": format_time(moment),
+        "time": when,
         "node_id": node_id,
-        "request_id": _text(request_id),
+        "request_id": request_id,
         "direction": direction,
-        "actor_type": ctx.actor_type,
-        "actor_id": _text(ctx.actor_id),
-        "roles": sorted({t for t in (_text(r) for r in ctx.roles) if t is not None}),
-        "issuer": _text(ctx.issuer),
-        "method": _text(method),
-        "action": _text(action),
-        "status": _count(status),
-        "dataset": _text(ctx.dataset),
-        "purpose": _text(ctx.purpose),
-        "agreement": _text(ctx.agreement),
-        "decision": ctx.decision if ctx.decision in ("permit", "deny") else None,
-        "reason": _text(ctx.reason),
-        "peer": _text(ctx.peer),
-        "outcome": _text(outcome),
-        "result_count": _count(ctx.result_count),
-        "request_sha256": _text(request_sha256),
-        "query_sha256": _text(query_sha256),
-        "response_sha256": _text(response_sha256),
-        "peer_signature": _text(peer_signature, MAX_SIGNATURE),
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "roles": roles,
+        "issuer": issuer,
+        "method": method,
+        "action": what,
+        "status": status,
+        "dataset": dataset,
+        "purpose": purpose,
+        "agreement": agreement,
+        "decision": decision,
+        "reason": reason,
+        "peer": peer,
+        "outcome": outcome,
+        "result_count": result_count,
+        "request_sha256": request_sha256,
+        "query_sha256": query_sha256,
+        "response_sha256": response_sha256,
+        "peer_signature": peer_signature,
         "stream": stream,
     }
-    plain = True
     if ctx.extra:
         document["extra"] = json.loads(json.dumps(ctx.extra, default=str))  # JSON values only
-        plain = _is_plain(document["extra"])
-    if not plain:
-        return prepare(document, time=moment, context=context)
-    # Every other value was built above as a clipped string, a safe integer, a list of strings or null, so the
-    # fast canonical form applies without walking the document again; the keys are known, so they are written
-    # in their sorted order directly (``extra``, if any, is plain and goes through json.dumps with sorted keys).
-    data = _assembled(document, _SORTED_FIELDS_EXTRA if "extra" in document else _SORTED_FIELDS)
+        if not _is_plain(document["extra"]):
+            return prepare(document, time=moment, context=context)
+        data = _assembled(document, _SORTED_FIELDS_EXTRA)
+    elif type(node_id) is not str or type(direction) is not str or type(actor_type) is not str:
+        data = _assembled(document, _SORTED_FIELDS)  # (not as typed: the general encoder, same bytes)
+    else:
+        # The common case, on every request: the canonical form written in one go. Every value above is a
+        # clipped string, a safe integer, a list of strings or null, and the keys are known, so this is their
+        # sorted order with each value as json.dumps writes it (a test checks it against RFC 8785). Writing the
+        # document in one expression instead of walking it key by key halves the cost (~1.5 µs against ~3.6).
+        enc = _encode_string
+        data = (
+            f'{{"action":{"null" if what is None else enc(what)}'
+            f',"actor_id":{"null" if actor_id is None else enc(actor_id)}'
+            f',"actor_type":{enc(actor_type)}'
+            f',"agreement":{"null" if agreement is None else enc(agreement)}'
+            f',"dataset":{"null" if dataset is None else enc(dataset)}'
+            f',"decision":{"null" if decision is None else enc(decision)}'
+            f',"direction":{enc(direction)}'
+            f',"issuer":{"null" if issuer is None else enc(issuer)}'
+            f',"method":{"null" if method is None else enc(method)}'
+            f',"node_id":{enc(node_id)}'
+            f',"outcome":{"null" if outcome is None else enc(outcome)}'
+            f',"peer":{"null" if peer is None else enc(peer)}'
+            f',"peer_signature":{"null" if peer_signature is None else enc(peer_signature)}'
+            f',"purpose":{"null" if purpose is None else enc(purpose)}'
+            f',"query_sha256":{"null" if query_sha256 is None else enc(query_sha256)}'
+            f',"reason":{"null" if reason is None else enc(reason)}'
+            f',"request_id":{"null" if request_id is None else enc(request_id)}'
+            f',"request_sha256":{"null" if request_sha256 is None else enc(request_sha256)}'
+            f',"response_sha256":{"null" if response_sha256 is None else enc(response_sha256)}'
+            f',"result_count":{"null" if result_count is None else result_count}'
+            f',"roles":{_compact_value(roles) if roles else "[]"}'
+            f',"status":{"null" if status is None else status}'
+            f',"stream":{"null" if stream is None else enc(stream)}'
+            f',"time":{enc(when)},"v":{ENTRY_VERSION}}}'
+        ).encode()
     return PreparedEntry(document, data, leaf_hash(data), moment, context)
