@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import Engine
 
 from agreements import api as agreements_api
@@ -50,6 +51,13 @@ DATASETS_REGIONAL = [
 DATASETS_NATIONAL = ["audit.tree-heads", "statistics.looked-after"]
 
 
+# FastAPI's own OpenTelemetry layer stays off. It would export whatever a globally configured provider picks
+# up (``FASTAPI_OTEL_AUTO_CONFIGURE``), validation failures with their input among it: a child's details sent
+# by mistake must not leave the node that way (what leaves is audited and disclosure-controlled). Off, it also
+# stops looking for a provider on every request.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -74,6 +82,7 @@ def create_app(
         title=f"rcc-registry node {settings.node_id}",
         version=__version__,
         description="A Regional Care Cooperative's node: signed agreements, capacity, publications, statistics.",
+        telemetry=NO_TELEMETRY,
     )
     app.state.node = node
     install_error_handlers(app)
