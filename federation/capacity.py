@@ -40,7 +40,7 @@ from starlette.types import Receive, Scope, Send
 
 from agreements.policy import Decision, DenyReason, Snapshot, snapshot_of
 from agreements.runtime import enforce_request, get_runtime
-from federation.direct import DirectRoute, in_session, json_body, send_json
+from federation.direct import DirectRoute, in_session, install_direct, json_body, send_json
 from federation.directory import Directory, DirectoryNode
 from federation.fanout import PeerCall, fanout
 from federation.guard import PeerDep, authenticate_peer
@@ -158,8 +158,7 @@ def secure_beds(peer: PeerDep, request: Request, session: SessionDep) -> SecureH
 def install_capacity(app: FastAPI, node: Node) -> None:
     """Serve capacity to peers and give the local capacity routes their federation (called by ``create_app``)."""
     app.include_router(router)
-    # In the app's own route list (see DirectRoute), matched before the routers FastAPI tries in order.
-    app.router.routes.insert(0, search_route())
+    install_direct(app, search_route())
     node.extensions[PEER_SEARCH_EXTENSION] = peer_search
     node.extensions[FEE_CAPS_EXTENSION] = fee_caps
     node.extensions[NATIONAL_BOARD_EXTENSION] = national_board

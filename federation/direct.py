@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
-from starlette.types import ASGIApp, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -37,6 +38,47 @@ class DirectRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], *, serve: ASGIApp, **options: Any) -> None:
         super().__init__(path, endpoint, **options)
         self.app = serve
+
+
+class DirectDispatch:
+    """The router's front door for direct routes: a request for a direct route's exact method and path goes
+    straight to its ASGI function; anything else goes on to the router.
+
+    Finding a route otherwise means the router's walk and FastAPI's bookkeeping for the match, which cost a
+    signed ping about a tenth of what the node spends on it. It wraps the router itself, so it sits inside the
+    app's exception middleware (a refusal still becomes problem+json) and inside every node middleware. It sets
+    what the router would have set for the route (``route``, ``endpoint``, ``path_params``), which the audit
+    entry names. Behind a proxy that mounts the node under a path prefix (``root_path``) the router decides, as
+    it does for every other route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes: dict[tuple[str, str], DirectRoute] = {}
+
+    def add(self, route: DirectRoute) -> None:
+        """Serve ``route`` directly for each of its methods (HEAD stays with the router, which answers it)."""
+        for method in (route.methods or set()) - {"HEAD"}:
+            self.routes[(method, route.path)] = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            route = self.routes.get((scope["method"], scope["path"]))
+            if route is not None:
+                scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
+                await route.app(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install_direct(app: FastAPI, route: DirectRoute) -> None:
+    """Add ``route`` to ``app``: first in its route list (so FastAPI documents and names it, and serves it if a
+    request reaches the router), and to the router's :class:`DirectDispatch`."""
+    app.router.routes.insert(0, route)
+    dispatch = app.router.middleware_stack
+    if not isinstance(dispatch, DirectDispatch):
+        dispatch = app.router.middleware_stack = DirectDispatch(app.router.middleware_stack)
+    dispatch.add(route)
 
 
 def json_body(model: type[M], body: bytes) -> M:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from federation import api
 from federation.client import OutboundAuditor
+from federation.direct import install_direct
 from federation.guard import ResponseSignatureMiddleware
 from federation.runtime import Federation
 from federation.witness import schedule_interval
@@ -41,7 +42,7 @@ def install_federation(
     # Federation calls are the node's hottest authenticated path and share no path with any other route:
     # match them first instead of after every other router (FastAPI tries routers in order), the ping first.
     app.router.routes.insert(0, app.router.routes.pop())
-    app.router.routes.insert(0, api.ping_route())
+    install_direct(app, api.ping_route())
     app.add_middleware(ResponseSignatureMiddleware, federation=federation)
     inner = app.router.lifespan_context
 
