@@ -276,9 +276,8 @@ def peer_results(content: bytes, entry: DirectoryNode, *, now: datetime) -> list
         parsed = _PeerAnswer.model_validate_json(content).results
     except ValidationError:
         return None
-    credit = {"node_id": entry.node_id}
     return [
-        built(SearchResult, {**r.__dict__, **credit, "region_code": entry.region_code or r.region_code})
+        built(SearchResult, {**r.__dict__, "node_id": entry.node_id, "region_code": entry.region_code or r.region_code})
         for r in parsed
         if r.vacancy.valid_until > now
     ]

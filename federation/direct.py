@@ -30,7 +30,7 @@ _JSON_HEADER = (b"content-type", b"application/json")
 class DirectRoute(APIRoute):
     """A route FastAPI documents and names like any other, served by a plain ASGI function instead.
 
-    It must sit in the app's own route list (``app.router.routes``): an included router rebuilds its routes'
+    Add it with :func:`install_direct`, to the app's own route list: an included router rebuilds its routes'
     handlers from the endpoint, and would serve it the usual way. ``app.dependency_overrides`` do not reach
     it: its ASGI function calls what it depends on itself.
     """

@@ -237,6 +237,35 @@ class TestClassification:
         if status != 200:
             assert result.detail == "no-agreement: no active agreement"
 
+    @pytest.mark.parametrize(
+        ("status", "body"), [(200, b"not json at all"), (200, b'{"a":1}'), (403, b'{"reason":"x","detail":"why"}')]
+    )
+    def test_unparsed_answers_keep_their_signed_bytes_and_refusals_are_still_read(
+        self, rings: dict[str, KeyRing], peer_ring: KeyRing, client_directory: Directory, status: int, body: bytes
+    ) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return signed(peer_ring, request, status, body)
+
+        result = call(mock_client(rings, client_directory, handler)[0], parse=False)
+        assert result.content == body
+        if status == 200:  # the caller validates the bytes itself, so not even JSON is judged here
+            assert (result.outcome, result.body) == (PeerOutcome.ok, None)
+        else:
+            assert (result.outcome, result.body, result.detail) == (
+                PeerOutcome.refused,
+                {"reason": "x", "detail": "why"},
+                "x: why",
+            )
+
+    def test_a_tampered_unparsed_answer_is_still_bad_signature(
+        self, rings: dict[str, KeyRing], peer_ring: KeyRing, client_directory: Directory
+    ) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return signed(peer_ring, request, 200, b'{"a":1}', sign_body=b'{"a":2}')
+
+        result = call(mock_client(rings, client_directory, handler)[0], parse=False)
+        assert result.outcome is PeerOutcome.bad_signature
+
     @pytest.mark.parametrize("tamper", ["unsigned", "other-key", "body-altered", "other-jti", "other-status"])
     def test_untrustworthy_answer_is_bad_signature(
         self, rings: dict[str, KeyRing], peer_ring: KeyRing, client_directory: Directory, tamper: str
