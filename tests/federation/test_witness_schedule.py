@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import random
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,11 @@ from registry.core.db import make_engine
 from registry.core.keys import KeyRing
 from registry.core.node import Node
 from registry.core.settings import Settings, SettingsError, load_settings
-from registry.core.threads import run_to_completion
 from schemas.vocabulary import PeerOutcome, Role
 from tests.registry.core import rfc9162_reference
 from tests.support.agreements import sign_document
 from tests.support.federation import PeerIdentity
+from tests.support.threads import Gate, cancel_mid_call
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.postgres
@@ -367,62 +367,9 @@ class TestFailures:
         assert last.finished_at is not None
 
 
-class Gate:
-    """A call that blocks its worker thread until released; says whether it started and whether it finished."""
-
-    def __init__(self, outcome: Callable[[], Any] = lambda: "read") -> None:
-        self.outcome = outcome
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.finished = False
-
-    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
-        self.entered.set()
-        self.release.wait()
-        self.finished = True
-        return self.outcome()
-
-
-async def cancel_mid_call(gate: Gate, work: Coroutine[Any, Any, Any], *, cancels: int = 1) -> bool:
-    """Cancel ``work`` (``cancels`` times) while ``gate`` blocks its thread; whether it was still running then."""
-    task = asyncio.ensure_future(work)
-    try:
-        while not gate.entered.is_set():  # the thread has not reached the gate yet
-            if task.done():
-                raise AssertionError(f"the call ended before reaching the gate: {task.exception()!r}")
-            await asyncio.sleep(0.001)
-        for _ in range(cancels):
-            task.cancel()
-            for _ in range(5):  # turns of the loop enough for an abandoned await to have ended
-                await asyncio.sleep(0)
-        still_running = not task.done()
-    finally:
-        gate.release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return still_running
-
-
-def boom() -> str:
-    raise RuntimeError("the query failed")
-
-
 class TestStopping:
-    """Cancelling the loop mid-query waits for the query's thread: nothing it started holds a connection after."""
-
-    @pytest.mark.parametrize("cancels", [1, 2])
-    @pytest.mark.parametrize("outcome", [lambda: "read", boom], ids=["returns", "raises"])
-    def test_a_cancelled_call_ends_after_its_thread_and_as_cancelled(
-        self, cancels: int, outcome: Callable[[], Any]
-    ) -> None:
-        gate = Gate(outcome)
-        assert asyncio.run(cancel_mid_call(gate, run_to_completion(gate), cancels=cancels))
-        assert gate.finished
-
-    def test_uncancelled_it_returns_what_the_call_returns_and_raises_what_it_raises(self) -> None:
-        assert asyncio.run(run_to_completion(lambda a, *, b: a + b, 1, b=2)) == 3
-        with pytest.raises(RuntimeError, match="the query failed"):
-            asyncio.run(run_to_completion(boom))
+    """Cancelling the loop mid-query waits for the query's thread (``registry.core.threads``): nothing it started
+    holds a connection after."""
 
     def test_a_loop_stopped_while_reading_the_schedule_stops_after_the_read(
         self, fed_app: FastAPI, monkeypatch: pytest.MonkeyPatch
