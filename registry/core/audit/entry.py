@@ -285,7 +285,9 @@ def build_entry(
         "stream": stream,
     }
     if ctx.extra:
-        document["extra"] = json.loads(json.dumps(ctx.extra, default=str))  # JSON values only
+        # JSON values only, and valid UTF-8 as every other string (a lone surrogate becomes "?", as in _text).
+        plain = json.dumps(ctx.extra, default=str, ensure_ascii=False).encode("utf-8", "replace")
+        document["extra"] = json.loads(plain)
         if not _is_plain(document["extra"]):
             return prepare(document, time=moment, context=context)
         data = _assembled(document, _SORTED_FIELDS_EXTRA)
