@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -48,7 +48,7 @@ from registry.core.audit.context import AuditContext
 from registry.core.audit.entry import format_time
 from registry.core.audit.log import ENTRY, AuditLog
 from registry.core.audit.models import SignedTreeHead
-from registry.core.audit.service import signed_tree_head
+from registry.core.audit.service import TimeWindow, signed_tree_head
 
 Direction = Literal["inbound", "outbound"]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -68,20 +68,8 @@ CSV_COLUMNS = (
 )
 
 
-class FlowWindow(BaseModel):
-    """The report's time window (both optional): ``since`` inclusive, ``until`` exclusive, as the audit queries."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    since: datetime | None = Field(default=None, description="Entries at or after this time (RFC 3339, with offset).")
-    until: datetime | None = Field(default=None, description="Entries before this time (RFC 3339, with offset).")
-
-    @field_validator("since", "until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-04-01T09:30:00Z")
-        return value
+class FlowWindow(TimeWindow):
+    """The report's time window, as the audit queries it, and in order."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

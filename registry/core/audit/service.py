@@ -46,20 +46,13 @@ EXPORT_CHUNK = 1000
 MAX_PAGE = 1000
 
 
-class EntryFilters(BaseModel):
-    """Governance query filters (all optional, combined with AND). ``since`` is inclusive, ``until`` exclusive."""
+class TimeWindow(BaseModel):
+    """A window of entry times, both ends optional: ``since`` inclusive, ``until`` exclusive, each with an offset."""
 
     model_config = ConfigDict(extra="forbid")
 
     since: datetime | None = Field(default=None, description="Entries at or after this time (RFC 3339, with offset).")
     until: datetime | None = Field(default=None, description="Entries before this time (RFC 3339, with offset).")
-    actor: str | None = Field(default=None, max_length=512, description="Actor id: client id, user or node id.")
-    peer: str | None = Field(default=None, max_length=512, description="Peer node id.")
-    agreement: str | None = Field(default=None, max_length=512, description="Agreement id.")
-    dataset: str | None = Field(default=None, max_length=512, description="Dataset, e.g. capacity.vacancies.")
-    purpose: str | None = Field(default=None, max_length=512, description="Purpose, e.g. placement-search.")
-    decision: Literal["permit", "deny"] | None = Field(default=None, description="permit or deny.")
-    action: str | None = Field(default=None, max_length=512, description="Route name, e.g. audit.entries.")
 
     @field_validator("since", "until")
     @classmethod
@@ -67,6 +60,18 @@ class EntryFilters(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-04-01T09:30:00Z")
         return value
+
+
+class EntryFilters(TimeWindow):
+    """Governance query filters (all optional, combined with AND)."""
+
+    actor: str | None = Field(default=None, max_length=512, description="Actor id: client id, user or node id.")
+    peer: str | None = Field(default=None, max_length=512, description="Peer node id.")
+    agreement: str | None = Field(default=None, max_length=512, description="Agreement id.")
+    dataset: str | None = Field(default=None, max_length=512, description="Dataset, e.g. capacity.vacancies.")
+    purpose: str | None = Field(default=None, max_length=512, description="Purpose, e.g. placement-search.")
+    decision: Literal["permit", "deny"] | None = Field(default=None, description="permit or deny.")
+    action: str | None = Field(default=None, max_length=512, description="Route name, e.g. audit.entries.")
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         """Add these filters to a select over ``audit_entry``."""
