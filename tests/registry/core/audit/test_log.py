@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, update
@@ -37,6 +38,19 @@ def stored_leaves(log: AuditLog) -> list[bytes]:
 def head_of(log: AuditLog):
     with log.engine.connect() as conn:
         return signed_head_of(read_head(conn))
+
+
+def committed_batches(writer: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch ``writer`` commits from now on, in order."""
+    batches: list[int] = []
+    original = writer._insert
+
+    def counting(inserter: Any, rows: Any) -> None:
+        batches.append(len(rows))
+        original(inserter, rows)
+
+    monkeypatch.setattr(writer, "_insert", counting)
+    return batches
 
 
 class TestSequencer:
@@ -207,14 +221,7 @@ class TestWriter:
     def test_one_loop_turns_entries_reach_the_writer_thread_as_one_batch(self, audit, monkeypatch) -> None:
         writer = audit.writer
         monkeypatch.setattr(writer, "_inline", False)  # the writer-thread path, as on PostgreSQL
-        batches: list[int] = []
-        original = writer._insert
-
-        def counting(inserter, rows) -> None:
-            batches.append(len(rows))
-            original(inserter, rows)
-
-        monkeypatch.setattr(writer, "_insert", counting)
+        batches = committed_batches(writer, monkeypatch)
 
         async def many() -> None:
             await asyncio.gather(*(audit.aappend(sample_entry(i)) for i in range(20)))
@@ -227,14 +234,7 @@ class TestWriter:
         # Requests that finish one turn after the first (their bytes arrived while it was answered) join its
         # batch: one commit for both on either path.
         writer = audit.writer
-        batches: list[int] = []
-        original = writer._insert
-
-        def counting(inserter, rows) -> None:
-            batches.append(len(rows))
-            original(inserter, rows)
-
-        monkeypatch.setattr(writer, "_insert", counting)
+        batches = committed_batches(writer, monkeypatch)
 
         async def later(i: int) -> None:
             await asyncio.sleep(0)  # one loop turn after the first append
