@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi import APIRouter, FastAPI, Request
@@ -15,14 +14,12 @@ from agreements import exchange, signatures
 from agreements.keys import KEY_RESOLVER_EXTENSION, StaticKeys
 from agreements.models import AgreementMessage
 from agreements.runtime import AgreementsRuntime, enforce_request, runtime_of
-from registry.app import create_app
 from registry.core.audit.context import audit_context
-from registry.core.db import SessionDep, claim_database, make_engine, upgrade
+from registry.core.db import SessionDep
 from registry.core.keys import KeyRing
-from registry.core.settings import load_settings
 from tests.agreements.conftest import GM, START, Clock, clean_agreements, document, grant
 from tests.support import jose
-from tests.support.databases import fresh_database
+from tests.support.databases import node_on_fresh_database
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.postgres
@@ -53,21 +50,9 @@ def serve_vacancies(request: Request, session: SessionDep, requester: str, agree
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     """One node (``rcc-test``) for the module; GM's keys reach it the way the federation directory will."""
-    with fresh_database(tmp_path_factory.mktemp("agreements-api-db")) as url:
-        upgrade(url)
-        settings = load_settings(
-            data_dir=Path(tmp_path_factory.mktemp("agreements-api")),
-            node_id=HERE,
-            name="Test RCC",
-            database_url=url,
-            base_url="http://testserver",
-        )
-        engine = make_engine(url)
-        claim_database(engine, HERE)
-        application = create_app(settings, keys=KeyRing.generate(), engine=engine)
+    with node_on_fresh_database(tmp_path_factory, HERE, "agreements-api") as application:
         application.include_router(data_route)
         yield application
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

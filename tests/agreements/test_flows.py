@@ -12,7 +12,6 @@ import csv
 import functools
 import io
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +19,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from agreements import flows
-from registry.app import create_app
 from registry.core.audit.recording import audit_log, sequence_pending
-from registry.core.db import claim_database, make_engine, upgrade
-from registry.core.keys import KeyRing
-from registry.core.settings import load_settings
 from tests.agreements.conftest import GM, LDN, NAT
-from tests.support.databases import fresh_database
+from tests.support.databases import node_on_fresh_database
 from tests.support.flows import SEARCH, VACANCIES, inbound, march, outbound, record, rows, vacancies_mou
 from tests.support.tokens import bearer
 
@@ -41,18 +36,7 @@ REPORT = f"/v1/agreements/{MOU}/flows"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     """One node holding a draft agreement with GM, and a log with flows under it and under another agreement."""
-    with fresh_database(tmp_path_factory.mktemp("flows-db")) as url:
-        upgrade(url)
-        settings = load_settings(
-            data_dir=Path(tmp_path_factory.mktemp("flows")),
-            node_id=HERE,
-            name="Test RCC",
-            database_url=url,
-            base_url="http://testserver",
-        )
-        engine = make_engine(url)
-        claim_database(engine, HERE)
-        application = create_app(settings, keys=KeyRing.generate(), engine=engine)
+    with node_on_fresh_database(tmp_path_factory, HERE, "flows") as application:
         with TestClient(application, raise_server_exceptions=False) as client:
             admin = bearer(application, "node-admin", subject="flows-admin")
             assert client.post("/v1/agreements", json=vacancies_mou(MOU, HERE, GM), headers=admin).status_code == 201
@@ -73,7 +57,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
             ],
         )
         yield application
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""A fresh database per test, on the engine the run asks for (RCC_TEST_ENGINE=sqlite|postgres)."""
+"""A fresh database per test, on the engine the run asks for (RCC_TEST_ENGINE=sqlite|postgres), and a node on one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from registry.app import create_app
+from registry.core.db import claim_database, make_engine, upgrade
+from registry.core.keys import KeyRing
+from registry.core.settings import load_settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -53,3 +59,23 @@ def fresh_database(tmp_path: Path, engine: str | None = None) -> Iterator[str]:
             yield url
     else:
         yield f"sqlite:///{(tmp_path / 'node.db').as_posix()}"
+
+
+@contextmanager
+def node_on_fresh_database(tmp_path_factory: pytest.TempPathFactory, node_id: str, label: str) -> Iterator[FastAPI]:
+    """An in-process node (unit tests only) on its own migrated database, for a module's tests to share."""
+    with fresh_database(tmp_path_factory.mktemp(f"{label}-db")) as url:
+        upgrade(url)
+        settings = load_settings(
+            data_dir=Path(tmp_path_factory.mktemp(label)),
+            node_id=node_id,
+            name="Test RCC",
+            database_url=url,
+            base_url="http://testserver",
+        )
+        engine = make_engine(url)
+        claim_database(engine, node_id)
+        try:
+            yield create_app(settings, keys=KeyRing.generate(), engine=engine)
+        finally:
+            engine.dispose()
