@@ -176,6 +176,11 @@ def _inline(schema: Any, base: str, registry: Registry[Any], seen: tuple[str, ..
         return out
     resolved = registry.resolver().lookup(target).contents
     target_inlined = _inline(resolved, urldefrag(target).url, registry, (*seen, target))
+    if isinstance(target_inlined, dict):
+        # Inside the document its dialect is the root's. A nested "$schema" would make jsonschema validate the
+        # subschema with the stock validator for that dialect, without this package's decimal multipleOf and
+        # ECMA patterns: 1234.57 in a vacancy inside a search response was refused as no multiple of 0.01.
+        target_inlined.pop("$schema", None)
     del out["$ref"]
     if not out:
         return target_inlined

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas import validate
 from schemas.checks import FORMAT_CHECKER, ecma_regex
-from tests.schemas.examples import edited, fee_cap, search_request, vacancy
+from tests.schemas.examples import edited, fee_cap, search_request, search_response, vacancy
 
 
 class TestEcmaRegex:
@@ -67,6 +67,25 @@ class TestMultipleOf:
         assert [e.message for e in validate("vacancy", edited(vacancy(), {"/weekly_fee": fee}))] == [
             "must be a multiple of 0.01"
         ]
+
+
+class TestChecksThroughReferences:
+    """A schema that ``$ref``s another (a search response holds vacancies) checks it with the same rules."""
+
+    def test_a_penny_amount_inside_a_referenced_schema_is_a_multiple_of_a_penny(self):
+        response = edited(search_response(), {"/results/0/vacancy/weekly_fee": 1234.57})
+        assert validate("capacity-search-response", response) == []
+
+    def test_a_fraction_of_a_penny_inside_it_is_still_refused(self):
+        response = edited(search_response(), {"/results/0/vacancy/weekly_fee": 10.005})
+        assert [(e.path, e.message) for e in validate("capacity-search-response", response)] == [
+            ("/results/0/vacancy/weekly_fee", "must be a multiple of 0.01")
+        ]
+
+    def test_its_patterns_are_ecma_262_patterns(self):
+        # Python's "$" matches before a final newline; ECMA-262's does not.
+        response = edited(search_response(), {"/results/0/vacancy/la_code": "E10000016\n"})
+        assert [e.path for e in validate("capacity-search-response", response)] == ["/results/0/vacancy/la_code"]
 
 
 class TestNumbers:
