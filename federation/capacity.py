@@ -29,9 +29,10 @@ import time
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -44,7 +45,7 @@ from federation.direct import DirectRoute, in_session, install_direct, json_body
 from federation.directory import Directory, DirectoryNode
 from federation.fanout import PeerCall, fanout
 from federation.guard import PeerDep, authenticate_peer
-from federation.models import PeerResult
+from federation.models import Peer, PeerResult
 from federation.runtime import Federation
 from registry.capacity import board
 from registry.capacity.api import FEE_CAPS_EXTENSION, NATIONAL_BOARD_EXTENSION, PEER_SEARCH_EXTENSION
@@ -57,7 +58,7 @@ from registry.capacity.models import (
     is_stale,
     region_of_la,
 )
-from registry.capacity.search import built, search_local
+from registry.capacity.search import built, search_local_json
 from registry.capacity.secure_models import (
     SECURE_HOME_STALE_AFTER,
     BoardHome,
@@ -91,8 +92,15 @@ BOARD_DEADLINE_SECONDS = 10.0
 def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, session: SessionDep) -> SearchResponse:
     """This node's own matches for a peer's search (never forwarded; nothing of the request is stored).
 
-    Served by :func:`serve_search` (see :func:`search_route`); FastAPI documents it from this signature.
+    Served by :func:`serve_search` (see :func:`search_route`); FastAPI documents it from this signature, and
+    calls it only behind a path prefix, where the router serves every route.
     """
+    return Response(_answer(body, peer, request, node, session), media_type="application/json")  # type: ignore[return-value]
+
+
+def _answer(body: SearchRequest, peer: Peer, request: Request, node: Node, session: Session) -> bytes:
+    """The policy decision, then the answer as JSON (:func:`search_local_json`): a :class:`SearchResponse`
+    without peers, written straight from the register's rows."""
     enforce_request(
         request,
         requester=peer.node_id,
@@ -101,10 +109,11 @@ def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, 
         agreement_id=peer.agreement,
         session=session,
     )
-    now = utcnow()
-    results = search_local(session, body, now=now, node_id=node.node_id, region_code=node.settings.region_code)
-    audit_context(request).result_count = len(results)
-    return SearchResponse(results=results, peers=[], generated_at=now)
+    content, count = search_local_json(
+        session, body, now=utcnow(), node_id=node.node_id, region_code=node.settings.region_code
+    )
+    audit_context(request).result_count = count
+    return content
 
 
 async def serve_search(scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,18 +121,13 @@ async def serve_search(scope: Scope, receive: Receive, send: Send) -> None:
 
     The guard, the body read into a :class:`SearchRequest` (refused as FastAPI would), then one thread-pool
     hop for the policy decision, the search and the JSON, in one session. A refusal raises to the node's
-    problem+json handler, as from the dependency; the answer is built from validated parts, so it is
-    serialised without validating it again.
+    problem+json handler, as from the dependency.
     """
     request = Request(scope, receive)
     peer = await authenticate_peer(request)
     body = json_body(SearchRequest, await request.body())
     node: Node = request.app.state.node
-
-    def answer(session: Session) -> bytes:
-        return search(body, peer, request, node, session).model_dump_json().encode()
-
-    await send_json(send, await run_in_threadpool(in_session, node.engine, answer))
+    await send_json(send, await run_in_threadpool(in_session, node.engine, partial(_answer, body, peer, request, node)))
 
 
 def search_route() -> DirectRoute:

@@ -16,6 +16,7 @@ from registry.capacity.models import (
     LA_CODE_PATTERN,
     NEED_BITS,
     SearchRequest,
+    SearchResponse,
     SearchResult,
     Vacancy,
     VacancyBatch,
@@ -196,6 +197,59 @@ class TestSearchLocal:
         service.search(session, request(), now=NOW, node_id="rcc-test", region_code="E12000008")
         assert not session.new and not session.dirty and not session.deleted
         assert not [name for name in SQLModel.metadata.tables if "search" in name]
+
+
+class TestSearchLocalJson:
+    """A region's answer to a peer is written straight from the rows: it must say exactly what the models say."""
+
+    def _both(self, session: Session, wanted: SearchRequest, now: datetime, region_code: str | None) -> tuple[Any, Any]:
+        results = search.search_local(session, wanted, now=now, node_id="rcc-test", region_code=region_code)
+        content, count = search.search_local_json(session, wanted, now=now, node_id="rcc-test", region_code=region_code)
+        assert count == len(results)
+        expected = SearchResponse(results=results, peers=[], generated_at=now).model_dump_json()
+        return json.loads(content), json.loads(expected)
+
+    def test_it_is_the_response_the_models_would_write_for_any_search(self, session: Session) -> None:
+        service.put_vacancies(
+            session, VacancyBatch(vacancies=synth_vacancies("E12000008", seed=5, now=NOW, count=400)), now=NOW
+        )
+        session.commit()
+        rng = random.Random(8)  # noqa: S311 - a repeatable spread of requests, not security
+        las = [la.ons_code for la in region_las("E12000008")] + [MANCHESTER]
+        answered = 0
+        for index in range(20):
+            wanted = request(
+                age=rng.randint(0, 17),
+                sex=rng.choice(["female", "male"]),
+                needs=rng.sample([EBD, CSE, CCE, Need.uasc, Need.self_harm], rng.choice([0, 1, 2])),
+                home_la=rng.choice(las),
+                **({"max_weekly_fee": rng.choice([3000, 6000])} if rng.random() < 0.4 else {}),
+            )
+            later = NOW + timedelta(days=rng.randint(0, 9), microseconds=rng.choice([0, 1, 250_000]))
+            got, expected = self._both(session, wanted, later, "E12000008" if index % 2 else None)
+            assert got == expected
+            answered += bool(got["results"])
+        assert answered >= 10, "searches that find nothing prove little"
+
+    def test_every_optional_member_and_awkward_string_is_written_as_the_models_write_it(self, session: Session) -> None:
+        store(
+            session,
+            vacancy(NOW, "plain"),
+            vacancy(NOW, "pinned", framework={"id": "se-framework", "version": 3, "sha256": "ab" * 32}),
+            vacancy(
+                NOW, "named", framework={"id": "se-framework"}, provider_name='Quote " and \\ back, caf\u00e9 \u2603'
+            ),
+            vacancy(NOW, "odd-pence", weekly_fee=1234.57, as_of="2026-03-02T08:00:00.000001Z", sexes=["female"]),
+            vacancy(NOW, "old", as_of=iso(NOW - timedelta(days=8)), needs_supported=[]),
+        )
+        got, expected = self._both(session, request(needs=[], sex="female"), NOW, "E12000008")
+        assert got == expected
+        assert {r["vacancy"]["id"] for r in got["results"]} == {"plain", "pinned", "named", "odd-pence", "old"}
+        assert schemas.validate("capacity-search-response", got) == []
+
+    def test_a_search_that_finds_nothing_is_an_empty_answer(self, session: Session) -> None:
+        got, expected = self._both(session, request(), NOW, "E12000008")
+        assert got == expected == {"results": [], "peers": [], "generated_at": iso(NOW)}
 
 
 def matches(document: VacancyDocument, wanted: SearchRequest, now: datetime) -> bool:
