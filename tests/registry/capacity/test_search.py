@@ -199,6 +199,7 @@ class TestSearchLocal:
         assert not [name for name in SQLModel.metadata.tables if "search" in name]
 
 
+@pytest.mark.postgres
 class TestSearchLocalJson:
     """A region's answer to a peer is written straight from the rows: it must say exactly what the models say."""
 
