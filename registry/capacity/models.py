@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -120,8 +119,13 @@ _SEXES_OF = [tuple(sex for sex, bit in SEX_BITS.items() if mask >> bit & 1) for 
 
 
 def fee_to_pence(fee: float) -> int:
-    """A fee in pounds (validated to whole pence) as integer pence; via its decimal text, never binary float."""
-    return int(Decimal(str(fee)) * 100)
+    """A fee in pounds, validated to whole pence (:func:`_check_fee`), as integer pence.
+
+    ``fee`` is the double nearest some ``k / 100``; ``fee * 100`` is within a few units in the last place of
+    ``k``, far under a half, for every fee up to £100,000, so rounding gives ``k`` exactly: what converting
+    through the decimal text gives (a test compares the two over every amount), at a tenth of the cost.
+    """
+    return round(fee * 100)
 
 
 def pence_to_fee(pence: int) -> float:
@@ -215,7 +219,10 @@ class PublicationRef(BaseModel):
 def _check_fee(value: float) -> float:
     if not 0 <= value <= MAX_WEEKLY_FEE:
         raise ValueError(f"must be between 0 and {MAX_WEEKLY_FEE}")
-    if Decimal(str(value)) % Decimal("0.01") != 0:
+    # Whole pence exactly when the shortest decimal text of ``value`` has at most two decimals (the JSON
+    # Schema's decimal multipleOf: 0.01): round() rounds the exact binary value correctly, so it gives
+    # ``value`` back just for those. A test holds it to the decimal test over random amounts.
+    if round(value, 2) != value:
         raise ValueError("must be a whole number of pence")
     return float(value)
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import schemas
@@ -140,3 +144,33 @@ class TestSearchRequest:
         with pytest.raises(ValidationError) as caught:
             SearchRequest.model_validate(search_request(NOW, **changes))
         assert paths(caught.value) == [where]
+
+
+def decimal_pence(value: float) -> bool:
+    """Whole pence as the JSON Schema means it: the number's decimal text is a multiple of 0.01."""
+    return Decimal(str(value)) % Decimal("0.01") == 0
+
+
+class TestPence:
+    @settings(database=None, max_examples=500)
+    @given(pence=st.integers(min_value=0, max_value=10_000_000))
+    def test_every_amount_in_whole_pence_is_accepted_and_converts_exactly(self, pence: int) -> None:
+        fee = json.loads(f"{pence // 100}.{pence % 100:02d}")  # as a request body spells it
+        document = VacancyDocument.model_validate(vacancy(NOW, weekly_fee=fee))
+        assert models.fee_to_pence(document.weekly_fee) == pence == int(Decimal(str(fee)) * 100)
+
+    @settings(database=None, max_examples=500)
+    @given(
+        value=st.one_of(
+            st.floats(min_value=0, max_value=models.MAX_WEEKLY_FEE),
+            st.integers(min_value=0, max_value=100_000_000).map(lambda n: n / 1000),
+            st.integers(min_value=0, max_value=10_000_000).map(lambda n: n / 100 + 1e-9),
+        )
+    )
+    def test_a_fee_is_refused_exactly_when_its_decimal_text_is_not_whole_pence(self, value: float) -> None:
+        if decimal_pence(value):
+            assert VacancyDocument.model_validate(vacancy(NOW, weekly_fee=value)).weekly_fee == value
+        else:
+            with pytest.raises(ValidationError) as refused:
+                VacancyDocument.model_validate(vacancy(NOW, weekly_fee=value))
+            assert paths(refused.value) == ["/weekly_fee"]
