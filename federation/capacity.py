@@ -58,7 +58,7 @@ from registry.capacity.models import (
     is_stale,
     region_of_la,
 )
-from registry.capacity.search import built, search_local_json
+from registry.capacity.search import search_local_json
 from registry.capacity.secure_models import (
     SECURE_HOME_STALE_AFTER,
     BoardHome,
@@ -274,17 +274,22 @@ def peer_results(content: bytes, entry: DirectoryNode, *, now: datetime) -> list
 
     The node id and region come from the directory, not the answer: a peer cannot pass off places as another
     node's. The bytes are validated as they are: pydantic reads JSON 3x faster than the parsed dicts, and a
-    national search reads every region's answer.
+    national search reads every region's answer. The results are fresh objects of this call's own, so they are
+    relabelled in place (copying each cost two-thirds as much as validating it).
     """
     try:
         parsed = _PeerAnswer.model_validate_json(content).results
     except ValidationError:
         return None
-    return [
-        built(SearchResult, {**r.__dict__, "node_id": entry.node_id, "region_code": entry.region_code or r.region_code})
-        for r in parsed
-        if r.vacancy.valid_until > now
-    ]
+    node_id, region = entry.node_id, entry.region_code
+    kept = []
+    for result in parsed:
+        if result.vacancy.valid_until > now:
+            values = result.__dict__
+            values["node_id"] = node_id
+            values["region_code"] = region or values["region_code"]
+            kept.append(result)
+    return kept
 
 
 async def peer_search(request: Request, search_request: SearchRequest) -> tuple[list[SearchResult], list[PeerReport]]:
