@@ -319,7 +319,7 @@ async def peer_search(request: Request, search_request: SearchRequest) -> tuple[
             json_body=document,
             agreement=d.agreement_id,
             dataset=dataset,
-            parse=False,  # the answer's bytes are validated straight into results (peer_results)
+            parse=False,  # the answer's bytes are validated straight into results (peer_results), as each comes in
         )
         for p, d in decisions.items()
         if d.permit
@@ -327,6 +327,12 @@ async def peer_search(request: Request, search_request: SearchRequest) -> tuple[
     answered: list[PeerReport] = []
     remote: list[SearchResult] = []
     if calls:
+        read: dict[str, list[SearchResult] | None] = {}
+
+        def read_answer(outcome: PeerResult) -> None:
+            if outcome.ok:
+                read[outcome.peer] = peer_results(outcome.content, entries[outcome.peer], now=utcnow())
+
         budget = search_request.deadline_ms / 1000 - (time.monotonic() - started) - FINISH_RESERVE_SECONDS
         result = await fanout(
             federation.client,
@@ -335,14 +341,14 @@ async def peer_search(request: Request, search_request: SearchRequest) -> tuple[
             retries=0,
             request_id=getattr(request.state, "request_id", None),
             context=audit_context(request),
+            on_result=read_answer,
         )
-        now = utcnow()
         for outcome in result.results:
             entry = entries[outcome.peer]
             if not outcome.ok:
                 answered.append(_report(outcome, entry.region_code))
                 continue
-            found = peer_results(outcome.content, entry, now=now)
+            found = read.get(outcome.peer)
             if found is None:
                 outcome.outcome, outcome.detail = PeerOutcome.error, "answer is not a capacity search response"
                 answered.append(_report(outcome, entry.region_code))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,31 +41,37 @@ async def fanout(
     retries: int = 1,
     request_id: str | None = None,
     context: AuditContext | None = None,
+    on_result: Callable[[PeerResult], None] | None = None,
 ) -> FanoutResult:
-    """Make every call concurrently; return by the deadline with each peer's result (never raises for a peer)."""
+    """Make every call concurrently; return by the deadline with each peer's result (never raises for a peer).
+
+    ``on_result`` is called with each peer's result as soon as it is in, while the other calls are still out:
+    reading one region's answer then overlaps the wait for the slowest instead of following it.
+    """
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     deadline = loop.time() + deadline_seconds
-    outcomes = await asyncio.gather(
-        *(
-            client.call(
-                call.peer,
-                call.method,
-                call.path,
-                purpose=call.purpose,
-                json_body=call.json_body,
-                agreement=call.agreement,
-                dataset=call.dataset,
-                retries=retries,
-                deadline=deadline,
-                request_id=request_id,
-                context=context,
-                parse=call.parse,
-            )
-            for call in calls
-        ),
-        return_exceptions=True,
-    )
+
+    async def one(call: PeerCall) -> PeerResult:
+        result = await client.call(
+            call.peer,
+            call.method,
+            call.path,
+            purpose=call.purpose,
+            json_body=call.json_body,
+            agreement=call.agreement,
+            dataset=call.dataset,
+            retries=retries,
+            deadline=deadline,
+            request_id=request_id,
+            context=context,
+            parse=call.parse,
+        )
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    outcomes = await asyncio.gather(*(one(call) for call in calls), return_exceptions=True)
     results: list[PeerResult] = []
     for call, outcome in zip(calls, outcomes, strict=True):
         if isinstance(outcome, PeerResult):

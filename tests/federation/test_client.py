@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from federation.client import FederationClient
 from federation.directory import Directory, load_pinned_keys, verify_envelope
 from federation.fanout import PeerCall, fanout
+from federation.models import PeerResult
 from federation.runtime import Federation
 from federation.tokens import Signer, body_digest, sign_response
 from federation.wire import HttpxWire
@@ -354,3 +355,36 @@ class TestClassification:
         result = asyncio.run(go())
         assert result.outcomes() == {"rcc-p": PeerOutcome.ok, "rcc-q": PeerOutcome.timeout}
         assert result.answers == {"rcc-p": {"n": 1}}
+
+    def test_fanout_hands_over_each_result_while_the_slower_calls_are_still_out(
+        self, rings: dict[str, KeyRing], peer_ring: KeyRing, client_directory: Directory
+    ) -> None:
+        release = asyncio.Event()
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.host == "rcc-q.test":
+                await release.wait()  # answers only once the fast peer's result has been handed over
+            return signed(peer_ring, request, 200, b'{"n":1}')
+
+        client, _ = mock_client(rings, client_directory, handler)
+        seen: list[tuple[str, bool]] = []
+
+        def on_result(result: PeerResult) -> None:
+            seen.append((result.peer, release.is_set()))
+            release.set()
+
+        async def go() -> Any:
+            try:
+                return await fanout(
+                    client,
+                    [PeerCall("rcc-q", PING, "placement-search"), PeerCall("rcc-p", PING, "placement-search")],
+                    deadline_seconds=5,
+                    on_result=on_result,
+                )
+            finally:
+                await client.aclose()
+
+        result = asyncio.run(go())
+        assert seen == [("rcc-p", False), ("rcc-q", True)]
+        assert [r.peer for r in result.results] == ["rcc-q", "rcc-p"]  # still in the order of the calls
+        assert result.results[1].outcome is PeerOutcome.ok
