@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, Text
 from sqlmodel import SQLModel
 
 from registry.core import domain
@@ -394,6 +394,9 @@ class Vacancy(SQLModel, table=True):
     as_of_epoch: float
     valid_until: datetime = sqlmodel.Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = sqlmodel.Field(sa_column=Column(UTCDateTime, nullable=False))
+    # The whole vacancy/1 document as JSON, written when it is stored: a region's answer to a peer's search
+    # copies it in as it is (see registry.capacity.search.search_local_json and migration 0014).
+    document: str = sqlmodel.Field(sa_type=Text)
 
 
 # ------------------------------------------------------------------------------------------------ search

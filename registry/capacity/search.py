@@ -278,11 +278,14 @@ def _nearness(home_la: str, la_codes: tuple[str, ...]) -> tuple[tuple[int, float
 
 
 @lru_cache(maxsize=1024)
-def _statement(arms: int, *, needs: bool, setting_types: bool, fee: bool, limit: int) -> Select[Any]:
+def _statement(arms: int, *, needs: bool, setting_types: bool, fee: bool, limit: int, stored: bool) -> Select[Any]:
     """The search as one statement, built once per shape (which filters, how many LAs of known distance):
     every value, the home LA's distances included, is a bound parameter. SQLAlchemy then finds the compiled
     form by identity instead of building the expression and its cache key again, which cost more than the
-    rest of a search whenever a new home LA, fee ceiling or number of needs came along."""
+    rest of a search whenever a new home LA, fee ceiling or number of needs came along.
+
+    It returns the columns :func:`document_of` reads, or (``stored``) the stored document and what ranking
+    needs, for :func:`search_local_json`."""
     c = _table.c
     total = _score_sql(arms, needs=needs)
     # Ids first, whole rows after: a sort carries every column it returns for every candidate, and the
@@ -293,7 +296,7 @@ def _statement(arms: int, *, needs: bool, setting_types: bool, fee: bool, limit:
         .order_by(total.desc(), c.weekly_fee_pence, c.id)
         .limit(limit + _MARGIN)
     )
-    return select(*_DOCUMENT_COLUMNS).where(c.id.in_(best.scalar_subquery()))
+    return select(*(_STORED_COLUMNS if stored else _DOCUMENT_COLUMNS)).where(c.id.in_(best.scalar_subquery()))
 
 
 # What :func:`document_of` reads: not the search's own columns (la_number, needs_count, as_of_epoch) nor
@@ -321,6 +324,10 @@ _DOCUMENT_COLUMNS = tuple(
         "as_of",
         "valid_until",
     )
+)
+# What :func:`search_local_json` reads: the stored document, and what ranking and the result's own members need.
+_STORED_COLUMNS = tuple(
+    _table.c[name] for name in ("id", "la_code", "needs_mask", "weekly_fee_pence", "as_of", "document")
 )
 _FLOAT = Float()
 
@@ -436,9 +443,10 @@ Hit = tuple[Any, float | None, float]
 """A matching row of the register, its distance from the home LA in miles (None if unknown) and its score."""
 
 
-def _best(session: Session, request: SearchRequest, *, now: datetime, limit: int) -> list[Hit]:
+def _best(session: Session, request: SearchRequest, *, now: datetime, limit: int, stored: bool = False) -> list[Hit]:
     """The best ``limit`` rows of this node's register for ``request``, best first, each with its distance in
-    miles and its score: what :func:`search_local` and :func:`search_local_json` both render."""
+    miles and its score: what :func:`search_local` and (``stored``: rows of the stored document) and
+    :func:`search_local_json` render."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(_INDEX_READS_ARE_CHEAP)
@@ -450,6 +458,7 @@ def _best(session: Session, request: SearchRequest, *, now: datetime, limit: int
         setting_types=bool(request.setting_types),
         fee=request.max_weekly_fee is not None,
         limit=limit,
+        stored=stored,
     )
     rows = connection.execute(statement, _parameters(request, now, near)).all()
     wanted, reference = needs_mask(request.needs), reference_pence(request)
@@ -513,11 +522,11 @@ def search_local_json(
     """:func:`search_local` as the JSON of a :class:`SearchResponse` without peers, and how many results it holds.
 
     This is a region's answer to a peer's search: every region a national search reaches writes one, and the
-    searching node waits for the slowest. Written straight from the rows, it costs a quarter of building the
-    models and serialising them (measured on 4,000 vacancies: documents, results and ``model_dump_json`` were
-    half of a peer's answer). A test holds it to ``SearchResponse(...).model_dump_json()``, value for value.
+    searching node waits for the slowest. Each result copies in the vacancy's document as it was stored
+    (``Vacancy.document``); building the documents and results from their columns and serialising them was
+    half of a peer's answer. A test holds it to ``SearchResponse(...).model_dump_json()``, value for value.
     """
-    hits = _best(session, request, now=now, limit=limit)
+    hits = _best(session, request, now=now, limit=limit, stored=True)
     node = _string(node_id)
     results = ",".join(
         _result_json(row, miles, value, node, _string(region_code or region_of_la(row.la_code) or ""), now)
@@ -541,39 +550,10 @@ def _time_json(moment: datetime) -> str:
 _SECONDS = "%04d-%02d-%02dT%02d:%02d:%02d"
 
 
-@lru_cache(maxsize=4096)
-def _needs_json(mask: int) -> str:
-    return "[" + ",".join(_string(need.value) for need in needs_of(mask)) + "]"
-
-
-@lru_cache(maxsize=8)
-def _sexes_json(mask: int) -> str:
-    return "[" + ",".join(_string(sex.value) for sex in sexes_of(mask)) + "]"
-
-
-def _framework_json(row: Any) -> str:
-    """The ``"framework":{…},`` member, or nothing when the vacancy names none (absent, never null)."""
-    if row.framework_id is None:
-        return ""
-    version = "" if row.framework_version is None else f',"version":{row.framework_version}'
-    sha256 = "" if row.framework_sha256 is None else f',"sha256":{_string(row.framework_sha256)}'
-    return f'"framework":{{"id":{_string(row.framework_id)}{version}{sha256}}},'
-
-
 def _result_json(row: Any, miles: float | None, value: float, node: str, region: str, now: datetime) -> str:
     """One :class:`SearchResult` as JSON, members in the model's order; ``node`` and ``region`` already encoded."""
-    vacancy = (
-        f'{{"as_of":"{_time_json(row.as_of)}","valid_until":"{_time_json(row.valid_until)}",'
-        f'"urn":{_string(row.urn)},"provider_name":{_string(row.provider_name)},'
-        f'"setting_name":{_string(row.setting_name)},"setting_type":{_string(row.setting_type)},'
-        f'"la_code":{_string(row.la_code)},"postcode_district":{_string(row.postcode_district)},'
-        f'"age_range":{{"min_age":{row.min_age},"max_age":{row.max_age}}},'
-        f'"sexes":{_sexes_json(row.sexes_mask)},"needs_supported":{_needs_json(row.needs_mask)},'
-        f'"beds_free":{row.beds_free},"weekly_fee":{pence_to_fee(row.weekly_fee_pence)!r},{_framework_json(row)}'
-        f'"available_from":"{row.available_from.isoformat()}","id":{_string(row.id)}}}'
-    )
     return (
-        f'{{"node_id":{node},"region_code":{region},"vacancy":{vacancy},'
+        f'{{"node_id":{node},"region_code":{region},"vacancy":{row.document},'
         f'"distance_miles":{"null" if miles is None else repr(miles)},"fee_within_cap":null,'
         f'"freshness":"{freshness(row.as_of, now)}","score":{value!r}}}'
     )

@@ -122,6 +122,7 @@ def _vacancy_columns(document: VacancyDocument, *, now: datetime) -> dict[str, A
         "as_of_epoch": document.as_of.timestamp(),
         "valid_until": document.valid_until,
         "updated_at": now,
+        "document": document.model_dump_json(),
     }
 
 
@@ -315,6 +316,7 @@ def put_secure_home(
         "as_of": document.as_of,
         "valid_until": document.valid_until,
         "updated_at": now,
+        "document": document.model_dump_json(),
     }
     if row is None:
         row = SecureHome(urn=urn, **columns)
