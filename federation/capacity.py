@@ -41,11 +41,11 @@ from starlette.types import Receive, Scope, Send
 
 from agreements.policy import Decision, DenyReason, Snapshot, snapshot_of
 from agreements.runtime import enforce_request, get_runtime
-from federation.direct import DirectRoute, in_session, install_direct, json_body, send_json
+from federation.direct import DirectRoute, in_session, install_direct, json_body
 from federation.directory import Directory, DirectoryNode
 from federation.fanout import PeerCall, fanout
 from federation.guard import PeerDep, authenticate_peer
-from federation.models import Peer, PeerResult
+from federation.models import PeerResult
 from federation.runtime import Federation
 from registry.capacity import board
 from registry.capacity.api import FEE_CAPS_EXTENSION, NATIONAL_BOARD_EXTENSION, PEER_SEARCH_EXTENSION
@@ -89,18 +89,13 @@ BOARD_DEADLINE_SECONDS = 10.0
 # ------------------------------------------------------------------------------------------------ inbound
 
 
-def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, session: SessionDep) -> SearchResponse:
+def search(body: SearchRequest, peer: PeerDep, request: Request, node: NodeDep, session: SessionDep) -> Response:
     """This node's own matches for a peer's search (never forwarded; nothing of the request is stored).
 
-    Served by :func:`serve_search` (see :func:`search_route`); FastAPI documents it from this signature, and
-    calls it only behind a path prefix, where the router serves every route.
+    The answer is a :class:`SearchResponse` without peers, written straight from the register's rows
+    (:func:`search_local_json`). Served by :func:`serve_search`; FastAPI documents it from this signature and
+    the response model :func:`search_route` names.
     """
-    return Response(_answer(body, peer, request, node, session), media_type="application/json")  # type: ignore[return-value]
-
-
-def _answer(body: SearchRequest, peer: Peer, request: Request, node: Node, session: Session) -> bytes:
-    """The policy decision, then the answer as JSON (:func:`search_local_json`): a :class:`SearchResponse`
-    without peers, written straight from the register's rows."""
     enforce_request(
         request,
         requester=peer.node_id,
@@ -113,7 +108,7 @@ def _answer(body: SearchRequest, peer: Peer, request: Request, node: Node, sessi
         session, body, now=utcnow(), node_id=node.node_id, region_code=node.settings.region_code
     )
     audit_context(request).result_count = count
-    return content
+    return Response(content, media_type="application/json")
 
 
 async def serve_search(scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,7 +122,8 @@ async def serve_search(scope: Scope, receive: Receive, send: Send) -> None:
     peer = await authenticate_peer(request)
     body = json_body(SearchRequest, await request.body())
     node: Node = request.app.state.node
-    await send_json(send, await run_in_threadpool(in_session, node.engine, partial(_answer, body, peer, request, node)))
+    answer = await run_in_threadpool(in_session, node.engine, partial(search, body, peer, request, node))
+    await answer(scope, receive, send)
 
 
 def search_route() -> DirectRoute:

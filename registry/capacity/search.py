@@ -445,8 +445,8 @@ Hit = tuple[Any, float | None, float]
 
 def _best(session: Session, request: SearchRequest, *, now: datetime, limit: int, stored: bool = False) -> list[Hit]:
     """The best ``limit`` rows of this node's register for ``request``, best first, each with its distance in
-    miles and its score: what :func:`search_local` and (``stored``: rows of the stored document) and
-    :func:`search_local_json` render."""
+    miles and its score: what :func:`search_local` renders, and (``stored``: rows holding the stored document)
+    what :func:`search_local_json` renders."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(_INDEX_READS_ARE_CHEAP)
