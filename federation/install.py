@@ -2,8 +2,9 @@
 
 ``create_app`` calls :func:`install_federation` once per app. Nothing essential depends on the lifespan
 (``httpx.ASGITransport`` never runs it): the directory is loaded synchronously here, and the guard schedules a
-refresh when one is due; the lifespan only adds the periodic refresh of an idle node, the scheduled witnessing
-rounds (:mod:`federation.witness_task`; a governance officer can still run one by hand) and a clean shutdown.
+refresh when one is due; the lifespan only readies the outbound wire, and adds the periodic refresh of an idle
+node, the scheduled witnessing rounds (:mod:`federation.witness_task`; a governance officer can still run one
+by hand) and a clean shutdown.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def install_federation(
     @contextlib.asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
+        await federation.wire.prepare()  # before anything is served (uvicorn listens after startup)
         refresher = loop.create_task(federation.store.run())
         try:
             async with inner(application) as state:

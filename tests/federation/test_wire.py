@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from federation.wire import AiohttpWire, WireError
+from registry.app import create_app
+from registry.core.keys import KeyRing
+from registry.core.settings import Settings
 
 Writer = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -112,3 +117,45 @@ class TestBodyLimit:
         with pytest.raises(WireError) as refused:
             asyncio.run(_serve_once(write, _send(AiohttpWire(max_body_bytes=1_000))))
         assert refused.value.kind == "error"
+
+
+class TestPrepare:
+    def test_a_prepared_wire_calls_out_as_before(self) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(BODY)
+
+        async def write(writer: asyncio.StreamWriter) -> None:
+            await _in_pieces(writer, [head, BODY])
+
+        async def prepared_then_call(url: str) -> object:
+            wire = AiohttpWire()
+            await wire.prepare()
+            return await _send(wire)(url)
+
+        response = asyncio.run(_serve_once(write, prepared_then_call))
+        assert response.body == BODY  # type: ignore[attr-defined]
+
+    def test_a_node_readies_its_wire_as_it_starts_before_serving_anything(self, settings: Settings) -> None:
+        wire = RecordingWire()
+        app = create_app(settings, keys=KeyRing.generate(), transport=wire)
+        assert wire.calls == []
+        with TestClient(app) as client:
+            assert wire.calls == ["prepare"]
+            assert client.get("/healthz").status_code == 200
+        assert wire.calls == ["prepare", "aclose"]
+
+
+class RecordingWire:
+    """A wire that only records what the node asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def send(self, method: str, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float) -> Any:
+        self.calls.append("send")
+        raise WireError("unreachable", "nothing is reachable from this test")
+
+    async def prepare(self) -> None:
+        self.calls.append("prepare")
+
+    async def aclose(self) -> None:
+        self.calls.append("aclose")
