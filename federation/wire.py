@@ -54,14 +54,17 @@ class Wire(Protocol):
 
 
 class AiohttpWire:
-    """Pooled keep-alive aiohttp session, created lazily on the loop that first uses it."""
+    """Pooled keep-alive aiohttp sessions, one per event loop that uses the wire.
+
+    A node serves on one loop; an app started twice at once (two test clients on one app) has two, and each
+    closes its own pool as it stops. A pool can only be used, and closed, on the loop it was opened on.
+    """
 
     def __init__(self, *, limit: int = 200, limit_per_host: int = 20, max_body_bytes: int = 16 * 1024 * 1024) -> None:
         self.limit = limit
         self.limit_per_host = limit_per_host
         self.max_body_bytes = max_body_bytes
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     async def prepare(self) -> None:
         """Import aiohttp and open the pool on this loop now.
@@ -76,15 +79,15 @@ class AiohttpWire:
         import aiohttp
 
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self.limit, limit_per_host=self.limit_per_host, ttl_dns_cache=300, keepalive_timeout=30
             )
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[loop] = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, raise_for_status=False, trust_env=False
             )
-            self._loop = loop
-        return self._session
+        return session
 
     async def send(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float
@@ -130,9 +133,9 @@ class AiohttpWire:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aclose(self) -> None:
-        """Close the pool (only on the loop that owns it)."""
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
+        """Close this loop's pool."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
             await session.close()
 
 

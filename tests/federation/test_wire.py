@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -142,6 +144,15 @@ class TestPrepare:
             assert wire.calls == ["prepare"]
             assert client.get("/healthz").status_code == 200
         assert wire.calls == ["prepare", "aclose"]
+
+    def test_an_app_started_twice_at_once_closes_each_of_its_pools(self, settings: Settings) -> None:
+        app = create_app(settings, keys=KeyRing.generate())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with TestClient(app) as first, TestClient(app) as second:  # two lifespans, two event loops
+                assert first.get("/healthz").status_code == second.get("/healthz").status_code == 200
+            gc.collect()
+        assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
 
 
 class RecordingWire:
