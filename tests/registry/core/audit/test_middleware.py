@@ -198,16 +198,21 @@ class TestGarbage:
 
             await middleware(scope, receive, send)
 
-        async def run() -> int:
+        async def run() -> list[int]:
             await request()  # warm up: the writer's connection and thread-free path exist
-            gc.collect()
-            gc.disable()
-            try:
-                for _ in range(5):
-                    await request()
-                return gc.collect()
-            finally:
-                gc.enable()
+            found = []
+            for _ in range(3):
+                gc.collect()
+                gc.disable()
+                try:
+                    for _ in range(5):
+                        await request()
+                    found.append(gc.collect())
+                finally:
+                    gc.enable()
+            return found
 
-        assert asyncio.run(run()) == 0
-        assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 6
+        # A cycle made by every request shows in every window. Garbage another thread makes meanwhile (a thread
+        # of an earlier test finishing) lands in one window at most: in one run of the full suite, 3,828 objects.
+        assert min(asyncio.run(run())) == 0
+        assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * 16
