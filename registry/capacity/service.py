@@ -316,7 +316,6 @@ def put_secure_home(
         "as_of": document.as_of,
         "valid_until": document.valid_until,
         "updated_at": now,
-        "document": document.model_dump_json(),
     }
     if row is None:
         row = SecureHome(urn=urn, **columns)
