@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, event, insert, select, update
 
 from registry.core.audit.entry import PreparedEntry, format_time
 from registry.core.audit.errors import AuditStoreError
@@ -63,6 +63,32 @@ __all__ = [
     "read_head",
     "signed_head_of",
 ]
+
+
+# The sequencer's statements, built once with every value bound. Built on every step, they left expression
+# cycles (a bound parameter and its comparator) for the garbage collector each time, on the thread that
+# every request's entry passes through.
+_PENDING = (
+    select(ENTRY.c.id, ENTRY.c.leaf_hash)
+    .where(ENTRY.c.seq.is_(None))
+    .order_by(ENTRY.c.id)
+    .limit(bindparam("batch", type_=Integer()))
+)
+_ASSIGN = (
+    update(ENTRY)
+    .where(ENTRY.c.id >= bindparam("low"), ENTRY.c.id <= bindparam("high"), ENTRY.c.seq.is_(None))
+    .values(seq=ENTRY.c.id + bindparam("offset", type_=ENTRY.c.id.type))
+)
+_HAS_WORK = select(
+    select(ENTRY.c.id).where(ENTRY.c.seq.is_(None)).limit(1).scalar_subquery(), HEAD.c.signature, HEAD.c.signed_at
+).where(HEAD.c.id == HEAD_ROW_ID)
+_LOCK_HEAD = (
+    update(HEAD)
+    .where(HEAD.c.id == HEAD_ROW_ID)
+    .values(tree_size=HEAD.c.tree_size)
+    .returning(HEAD.c.tree_size, HEAD.c.root_hash, HEAD.c.signed_at, HEAD.c.signature)
+)
+_HEAD_ROW_UPDATE = update(HEAD).where(HEAD.c.id == HEAD_ROW_ID)  # the columns set come with the values
 
 
 class AuditLog:
@@ -238,12 +264,7 @@ class AuditLog:
                 conn.rollback()
                 return 0
             head = self._lock_head(conn)
-            rows = conn.execute(
-                select(ENTRY.c.id, ENTRY.c.leaf_hash)
-                .where(ENTRY.c.seq.is_(None))
-                .order_by(ENTRY.c.id)
-                .limit(self.max_batch)
-            ).all()
+            rows = conn.execute(_PENDING, {"batch": self.max_batch}).all()
             if not rows and not (force_sign or head.signature is None or self._heartbeat_due(head.signed_at)):
                 conn.rollback()
                 return 0
@@ -265,15 +286,14 @@ class AuditLog:
             )
             signature = sign_detached(document.model_dump(), self.keys.active, typ=TYP_TREE_HEAD)
             conn.execute(
-                update(HEAD)
-                .where(HEAD.c.id == HEAD_ROW_ID)
-                .values(
-                    node_id=self.node_id,
-                    tree_size=work.size,
-                    root_hash=root_hex,
-                    signed_at=moment,
-                    signature=signature,
-                )
+                _HEAD_ROW_UPDATE,
+                {
+                    "node_id": self.node_id,
+                    "tree_size": work.size,
+                    "root_hash": root_hex,
+                    "signed_at": moment,
+                    "signature": signature,
+                },
             )
             conn.commit()
         self._compact = work
@@ -293,19 +313,14 @@ class AuditLog:
             if end < len(ids) and ids[end] == ids[end - 1] + 1:
                 continue
             low, high = ids[start], ids[end - 1]
-            result = conn.execute(
-                update(ENTRY)
-                .where(ENTRY.c.id >= low, ENTRY.c.id <= high, ENTRY.c.seq.is_(None))
-                .values(seq=ENTRY.c.id + (size + start - low))
-            )
+            result = conn.execute(_ASSIGN, {"low": low, "high": high, "offset": size + start - low})
             if result.rowcount != end - start:
                 raise AuditStoreError(f"entries {low}..{high} changed while being sequenced")
             start = end
 
     def _has_work(self, conn: Connection) -> bool:
         """Cheap, lock-free look (one query): anything pending, no signed head yet, or a heartbeat due."""
-        pending = select(ENTRY.c.id).where(ENTRY.c.seq.is_(None)).limit(1).scalar_subquery()
-        head = conn.execute(select(pending, HEAD.c.signature, HEAD.c.signed_at).where(HEAD.c.id == HEAD_ROW_ID)).first()
+        head = conn.execute(_HAS_WORK).first()
         if head is None:
             return True  # let the locked step report the missing head row
         return head[0] is not None or head.signature is None or self._heartbeat_due(head.signed_at)
@@ -317,12 +332,7 @@ class AuditLog:
         """Lock the head row for this transaction (the one-sequencer-at-a-time guarantee) and read it."""
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL lock_timeout = '15s'")
-        head = conn.execute(
-            update(HEAD)
-            .where(HEAD.c.id == HEAD_ROW_ID)
-            .values(tree_size=HEAD.c.tree_size)
-            .returning(HEAD.c.tree_size, HEAD.c.root_hash, HEAD.c.signed_at, HEAD.c.signature)
-        ).first()
+        head = conn.execute(_LOCK_HEAD).first()
         if head is None:
             raise AuditStoreError("the audit_head row is missing; the log cannot be extended")
         return head
