@@ -68,16 +68,21 @@ class TestSequencer:
         # wait for the garbage collector (statements built per step left 5 cyclic objects each time).
         fill(audit, 3)
         audit.step()  # warm up: the compact range and the statements' compiled forms exist
-        gc.collect()
-        gc.disable()
-        try:
-            for index in range(5):
-                audit.append(sample_entry(100 + index))
-                audit.append(sample_entry(200 + index))
-                assert audit.step() == 2
-            assert gc.collect() == 0
-        finally:
-            gc.enable()
+        found = []
+        for window in range(3):
+            gc.collect()
+            gc.disable()
+            try:
+                for index in range(5):
+                    audit.append(sample_entry(1000 * window + index))
+                    audit.append(sample_entry(1000 * window + 500 + index))
+                    assert audit.step() == 2
+                found.append(gc.collect())
+            finally:
+                gc.enable()
+        # A cycle left by every step shows in every window; garbage another thread makes meanwhile (a thread of
+        # an earlier test finishing: 3,546 objects once in a full PostgreSQL run) in one at most.
+        assert min(found) == 0
 
     def test_every_perfect_subtree_is_stored_and_matches_the_reference(self, audit) -> None:
         fill(audit, 37)
