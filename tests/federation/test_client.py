@@ -388,3 +388,34 @@ class TestClassification:
         assert seen == [("rcc-p", False), ("rcc-q", True)]
         assert [r.peer for r in result.results] == ["rcc-q", "rcc-p"]  # still in the order of the calls
         assert result.results[1].outcome is PeerOutcome.ok
+
+    def test_fanout_reports_a_reader_that_fails_on_one_answer_as_that_peers_error(
+        self, rings: dict[str, KeyRing], peer_ring: KeyRing, client_directory: Directory
+    ) -> None:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            return signed(peer_ring, request, 200, b'{"n":1}')
+
+        client, _ = mock_client(rings, client_directory, handler)
+        read: list[str] = []
+
+        def on_result(result: PeerResult) -> None:
+            if result.peer == "rcc-q":
+                raise KeyError("a reader's bug")
+            read.append(result.peer)
+
+        async def go() -> Any:
+            try:
+                return await fanout(
+                    client,
+                    [PeerCall("rcc-q", PING, "placement-search"), PeerCall("rcc-p", PING, "placement-search")],
+                    deadline_seconds=5,
+                    on_result=on_result,
+                )
+            finally:
+                await client.aclose()
+
+        result = asyncio.run(go())  # the fan-out itself does not raise: the other peer's answer still counts
+        assert read == ["rcc-p"]
+        assert result.outcomes() == {"rcc-q": PeerOutcome.error, "rcc-p": PeerOutcome.ok}
+        assert result.results[0].detail == "KeyError"
+        assert result.answers == {"rcc-p": {"n": 1}}
