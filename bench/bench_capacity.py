@@ -30,7 +30,8 @@ local PostgreSQL on 127.0.0.1:5432 — ``RCC_BENCH_POSTGRES_URL`` to point elsew
    paired and alternating in one run. Printed: p50/p99 of each, the ratios (target ≤ 1.6x), and the CPU each
    search took in the searching node and in the peers (from /proc): on a machine with fewer cores than
    nodes, that CPU divided by the cores is a floor under the national search's time; and the searching
-   node's own CPU is a floor under it however many cores the peers have.
+   node's own CPU is a floor under it however many cores the peers have (and how much of it its event loop
+   spent: signing the calls, reading and validating the answers, merging).
 
 3. One peer hung. London is SIGSTOPped (its kernel still accepts connections, nothing answers) and South
    East is asked national searches with ``deadline_ms`` 500: each must be answered within the deadline
@@ -522,9 +523,12 @@ def stop_federation(nodes: dict[str, FedNode]) -> None:
                 node.process.wait(timeout=10)
 
 
-def process_cpu_ms(node: FedNode) -> float:
+def process_cpu_ms(node: FedNode, *, loop_only: bool = False) -> float:
+    """CPU the node's process has used (``loop_only``: its main thread, where uvicorn runs the event loop)."""
     assert node.process is not None
-    fields = Path(f"/proc/{node.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    pid = node.process.pid
+    stat = Path(f"/proc/{pid}/task/{pid}/stat" if loop_only else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") * 1000
 
 
@@ -534,7 +538,8 @@ def run_federation(workdir: Path, now: datetime, pairs: int, hung_runs: int) -> 
     searcher = nodes[SEARCHER]
     bodies = fed_requests(now, pairs + WARMUP)
     found: dict[str, Any] = {"national": [], "region": [], "results": {"national": [], "region": []}}
-    cpu = {"national": [0.0, 0.0], "region": [0.0, 0.0]}  # searcher, peers: CPU ms summed over the timed runs
+    # searcher, peers, the searcher's event loop: CPU ms summed over the timed runs
+    cpu = {"national": [0.0, 0.0, 0.0], "region": [0.0, 0.0, 0.0]}
     start_federation(workdir, nodes)
     try:
         with httpx.Client(base_url=searcher.base_url, timeout=30) as http:
@@ -567,17 +572,25 @@ def run_federation(workdir: Path, now: datetime, pairs: int, hung_runs: int) -> 
             for index, body in enumerate(bodies):
                 order = ("national", "region") if index % 2 == 0 else ("region", "national")
                 for reach in order:
-                    before = (process_cpu_ms(searcher), sum(process_cpu_ms(p) for p in peers))
+                    before = (
+                        process_cpu_ms(searcher),
+                        sum(process_cpu_ms(p) for p in peers),
+                        process_cpu_ms(searcher, loop_only=True),
+                    )
                     elapsed, answer = search({**body, "reach": reach})
-                    after = (process_cpu_ms(searcher), sum(process_cpu_ms(p) for p in peers))
+                    after = (
+                        process_cpu_ms(searcher),
+                        sum(process_cpu_ms(p) for p in peers),
+                        process_cpu_ms(searcher, loop_only=True),
+                    )
                     if index < WARMUP:
                         continue
                     if reach == "national" and any(p["outcome"] != "ok" for p in answer["peers"]):
                         raise SystemExit(f"a peer failed during the run: {answer['peers']}")
                     found[reach].append(elapsed)
                     found["results"][reach].append(len(answer["results"]))
-                    cpu[reach][0] += after[0] - before[0]
-                    cpu[reach][1] += after[1] - before[1]
+                    for part in range(3):
+                        cpu[reach][part] += after[part] - before[part]
 
             # One peer hung: the process is stopped, so its kernel still accepts connections but nothing answers.
             hung = nodes[HUNG]
@@ -596,7 +609,7 @@ def run_federation(workdir: Path, now: datetime, pairs: int, hung_runs: int) -> 
                 os.kill(hung.process.pid, signal.SIGCONT)
     finally:
         stop_federation(nodes)
-    found["cpu"] = {reach: (s / pairs, p / pairs) for reach, (s, p) in cpu.items()}
+    found["cpu"] = {reach: tuple(part / pairs for part in parts) for reach, parts in cpu.items()}
     found["hung"] = late
     found["hung_outcomes"] = hung_outcomes
     return found
@@ -618,7 +631,7 @@ def report_federation(found: dict[str, Any], pairs: int) -> float:
     print(f"\n5 nodes x {PER_NODE} vacancies ({VACANCIES} in all), {pairs} paired searches on the searching node:")
     for reach, label in (("national", "reach national (self + 4 peers)"), ("region", "reach region (local only)")):
         samples = found[reach]
-        searcher_cpu, peers_cpu = found["cpu"][reach]
+        searcher_cpu, peers_cpu, _ = found["cpu"][reach]
         print(
             f"  {label:<36} p50 {percentile(samples, 0.5):6.2f}  p95 {percentile(samples, 0.95):6.2f}"
             f"  p99 {percentile(samples, 0.99):6.2f}  max {max(samples):7.2f} ms"
@@ -629,7 +642,7 @@ def report_federation(found: dict[str, Any], pairs: int) -> float:
     p99 = percentile(national, 0.99) / percentile(region, 0.99)
     print(f"  ratio national/region: p50 {p50:.2f}x, p99 {p99:.2f}x   (target <= 1.6x)")
     # All five nodes share this machine's cores: no schedule answers faster than the CPU it needs / cores.
-    searcher_cpu, peers_cpu = found["cpu"]["national"]
+    searcher_cpu, peers_cpu, loop_cpu = found["cpu"]["national"]
     cores = os.cpu_count() or 1
     floor = (searcher_cpu + peers_cpu) / cores
     print(
@@ -643,6 +656,13 @@ def report_federation(found: dict[str, Any], pairs: int) -> float:
         f"  the searching node's own CPU for a national search: {searcher_cpu:.1f} ms"
         f" = {searcher_cpu / percentile(region, 0.5):.2f}x the local-only p50, whatever the peers run on"
         f" ({(searcher_cpu - found['cpu']['region'][0]) / (len(FED_NODES) - 1):.2f} ms per peer over a local search)"
+    )
+    # Where that extra sits: the event loop signs each call, reads and validates each region's answer, merges.
+    region_loop = found["cpu"]["region"][2]
+    print(
+        f"    of which its event loop (main thread): national {loop_cpu:.1f} ms, region {region_loop:.1f} ms"
+        f" ({(loop_cpu - region_loop) / (len(FED_NODES) - 1):.2f} ms per peer: sign, send, read and"
+        " validate the answer, audit, merge)"
     )
     late = found["hung"]
     worst = max(late)
