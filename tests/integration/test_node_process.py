@@ -23,7 +23,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> None:
 
 class TestServedNode:
     def test_descriptor_verifies_and_errors_are_problem_json(self, tmp_path: Path) -> None:
-        spec = init_node(tmp_path, "rcc-se", name="South East RCC")
+        spec = init_node(tmp_path, "rcc-se", name="South East RCC", as_process=True)  # init as a user runs it
         with served(spec) as node, httpx.Client(base_url=node.base_url) as http:
             body = http.get("/.well-known/rcc-node").json()
             jwks = http.get("/.well-known/jwks.json").json()

@@ -1,4 +1,4 @@
-"""Real nodes for integration tests: ``rcc-node init`` + ``rcc-node serve`` subprocesses on 127.0.0.1."""
+"""Real nodes for integration tests: ``rcc-node init`` (in this process), ``rcc-node serve`` processes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from typer.testing import CliRunner
+
+from registry.cli.main import app as cli_app
 
 CLI = [sys.executable, "-m", "registry.cli"]
 _IN_PROCESS_INIT = threading.Lock()
@@ -76,12 +79,13 @@ def init_node(
     region_code: str | None = "E12000008",
     database_url: str | None = None,
     name: str | None = None,
+    as_process: bool = False,
 ) -> NodeSpec:
     """``rcc-node init`` a node in ``tmp_path/node_id`` on a free port.
 
     The command runs in this process (the CLI's own entry point, through typer's runner): a fresh interpreter
-    importing the whole product cost about 3 s on this machine, 36 times a run. The node it creates is then
-    served by a real ``rcc-node serve`` process; tests of ``init`` as a process are in test_node_process.
+    importing the whole product cost 3.7-5 s on this machine, 36 times a run. The node it creates is then
+    served by a real ``rcc-node serve`` process. ``as_process``: a process of its own, as a user runs it.
     """
     spec = NodeSpec(node_id, tmp_path / node_id, free_port(), kind, region_code, name or node_id, database_url)
     args = [
@@ -103,12 +107,17 @@ def init_node(
         args += ["--region-code", region_code]
     if database_url:
         args += ["--database-url", database_url]
-    from typer.testing import CliRunner
-
-    from registry.cli.main import app
-
+    if as_process:
+        run_cli(args)
+        return spec
     with _IN_PROCESS_INIT:  # alembic keeps its migration context in module globals: one init at a time
-        result = CliRunner().invoke(app, args)
+        before = {k: v for k, v in os.environ.items() if k.startswith("RCC_")}
+        try:
+            result = CliRunner().invoke(cli_app, args)
+        finally:  # nothing the command sets in the environment outlives it, as with a process of its own
+            for name in [k for k in os.environ if k.startswith("RCC_") and k not in before]:
+                del os.environ[name]
+            os.environ.update(before)
     if result.exit_code != 0:
         raise AssertionError(f"rcc-node {' '.join(args)} failed ({result.exit_code}): {result.output}")
     return spec
