@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -26,6 +28,21 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DEFAULT_DIR = DEFAULT_DATA_DIR
+
+
+@contextlib.contextmanager
+def own_environment() -> Iterator[None]:
+    """Run a command in this process without what it sets in ``RCC_*`` outliving it.
+
+    Commands pin ``RCC_DATA_DIR`` for themselves; one node's must not leak into the next node's command.
+    """
+    before = {k: v for k, v in os.environ.items() if k.startswith("RCC_")}
+    try:
+        yield
+    finally:
+        for name in [k for k in os.environ if k.startswith("RCC_") and k not in before]:
+            del os.environ[name]
+        os.environ.update(before)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

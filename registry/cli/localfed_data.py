@@ -17,7 +17,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from agreements.keys import StaticKeys
 from agreements.models import AgreementPublic
 from agreements.runtime import AgreementsRuntime
 from registry.capacity.synth import store, synth_capacity
-from registry.cli.common import err_console, fail
+from registry.cli.common import err_console, fail, own_environment
 from registry.core.auth import service as clients
 from registry.core.auth.models import ClientCreate
 from registry.core.db import make_engine, utcnow
@@ -346,7 +346,7 @@ def _publications(target: Target, seed: int) -> None:
     from registry.cli.publications import synth_publications_command
 
     printed = io.StringIO()
-    with _own_environment(), contextlib.redirect_stdout(printed):
+    with own_environment(), contextlib.redirect_stdout(printed):
         synth_publications_command(
             region=str(target.member.region_code),
             data_dir=target.data_dir,
@@ -419,18 +419,6 @@ def _episode_file(la: str, year: int, seed: int) -> io.StringIO:
     writer.writerows(generate_rows(la=la, year=year, children=STATISTICS_CHILDREN_PER_LA, seed=seed))
     text.seek(0)
     return text
-
-
-@contextlib.contextmanager
-def _own_environment() -> Iterator[None]:
-    """Commands pin ``RCC_DATA_DIR`` for themselves; keep that from leaking into the next node's command."""
-    before = {k: v for k, v in os.environ.items() if k.startswith("RCC_")}
-    try:
-        yield
-    finally:
-        for name in [k for k in os.environ if k.startswith("RCC_") and k not in before]:
-            del os.environ[name]
-        os.environ.update(before)
 
 
 # ----------------------------------------------------------------------------------------------- agreements

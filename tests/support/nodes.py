@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
+from registry.cli.common import own_environment
 from registry.cli.main import app as cli_app
 
 CLI = [sys.executable, "-m", "registry.cli"]
@@ -110,14 +111,10 @@ def init_node(
     if as_process:
         run_cli(args)
         return spec
-    with _IN_PROCESS_INIT:  # alembic keeps its migration context in module globals: one init at a time
-        before = {k: v for k, v in os.environ.items() if k.startswith("RCC_")}
-        try:
-            result = CliRunner().invoke(cli_app, args)
-        finally:  # nothing the command sets in the environment outlives it, as with a process of its own
-            for name in [k for k in os.environ if k.startswith("RCC_") and k not in before]:
-                del os.environ[name]
-            os.environ.update(before)
+    # One at a time (alembic keeps its migration context in module globals), and nothing the command sets in
+    # the environment outlives it, as with a process of its own.
+    with _IN_PROCESS_INIT, own_environment():
+        result = CliRunner().invoke(cli_app, args)
     if result.exit_code != 0:
         raise AssertionError(f"rcc-node {' '.join(args)} failed ({result.exit_code}): {result.output}")
     return spec
