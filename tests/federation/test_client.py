@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from federation.client import FederationClient
 from federation.directory import Directory, load_pinned_keys, verify_envelope
 from federation.fanout import PeerCall, fanout
-from federation.models import PeerResult
+from federation.models import FanoutResult, PeerResult
 from federation.runtime import Federation
 from federation.tokens import Signer, body_digest, sign_response
 from federation.wire import HttpxWire
@@ -217,6 +217,23 @@ def call(client: FederationClient, method: str = "GET", **kwargs: Any) -> Any:
     return asyncio.run(go())
 
 
+def fan_out_q_then_p(client: FederationClient, on_result: Callable[[PeerResult], None]) -> FanoutResult:
+    """A fan-out to rcc-q, then rcc-p, handing each result to ``on_result``; the client closed after."""
+
+    async def go() -> FanoutResult:
+        try:
+            return await fanout(
+                client,
+                [PeerCall("rcc-q", PING, "placement-search"), PeerCall("rcc-p", PING, "placement-search")],
+                deadline_seconds=5,
+                on_result=on_result,
+            )
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
 class TestClassification:
     @pytest.mark.parametrize(
         ("status", "outcome"),
@@ -373,18 +390,7 @@ class TestClassification:
             seen.append((result.peer, release.is_set()))
             release.set()
 
-        async def go() -> Any:
-            try:
-                return await fanout(
-                    client,
-                    [PeerCall("rcc-q", PING, "placement-search"), PeerCall("rcc-p", PING, "placement-search")],
-                    deadline_seconds=5,
-                    on_result=on_result,
-                )
-            finally:
-                await client.aclose()
-
-        result = asyncio.run(go())
+        result = fan_out_q_then_p(client, on_result)
         assert seen == [("rcc-p", False), ("rcc-q", True)]
         assert [r.peer for r in result.results] == ["rcc-q", "rcc-p"]  # still in the order of the calls
         assert result.results[1].outcome is PeerOutcome.ok
@@ -403,18 +409,8 @@ class TestClassification:
                 raise KeyError("a reader's bug")
             read.append(result.peer)
 
-        async def go() -> Any:
-            try:
-                return await fanout(
-                    client,
-                    [PeerCall("rcc-q", PING, "placement-search"), PeerCall("rcc-p", PING, "placement-search")],
-                    deadline_seconds=5,
-                    on_result=on_result,
-                )
-            finally:
-                await client.aclose()
-
-        result = asyncio.run(go())  # the fan-out itself does not raise: the other peer's answer still counts
+        # The fan-out itself does not raise: the other peer's answer still counts.
+        result = fan_out_q_then_p(client, on_result)
         assert read == ["rcc-p"]
         assert result.outcomes() == {"rcc-q": PeerOutcome.error, "rcc-p": PeerOutcome.ok}
         assert result.results[0].detail == "KeyError"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
 from datetime import timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from registry.core.node import Node
 from tests.registry.core.audit import rfc9162
 from tests.registry.core.audit.conftest import fill, sample_entry
 from tests.support import jose
+from tests.support.garbage import garbage_into
 from tests.support.nodes import wait_for
 
 pytestmark = pytest.mark.postgres
@@ -68,18 +68,13 @@ class TestSequencer:
         # wait for the garbage collector (statements built per step left 5 cyclic objects each time).
         fill(audit, 3)
         audit.step()  # warm up: the compact range and the statements' compiled forms exist
-        found = []
+        found: list[int] = []
         for window in range(3):
-            gc.collect()
-            gc.disable()
-            try:
+            with garbage_into(found):
                 for index in range(5):
                     audit.append(sample_entry(1000 * window + index))
                     audit.append(sample_entry(1000 * window + 500 + index))
                     assert audit.step() == 2
-                found.append(gc.collect())
-            finally:
-                gc.enable()
         # A cycle left by every step shows in every window; garbage another thread makes meanwhile (a thread of
         # an earlier test finishing: 3,546 objects once in a full PostgreSQL run) in one at most.
         assert min(found) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import json
 
@@ -18,6 +17,7 @@ from registry.core.audit.recording import audit_log, sequence_pending
 from registry.core.db import NodeMeta, SessionDep
 from registry.core.errors import Conflict
 from schemas.vocabulary import Role
+from tests.support.garbage import garbage_into
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.postgres
@@ -200,16 +200,11 @@ class TestGarbage:
 
         async def run() -> list[int]:
             await request()  # warm up: the writer's connection and thread-free path exist
-            found = []
+            found: list[int] = []
             for _ in range(3):
-                gc.collect()
-                gc.disable()
-                try:
+                with garbage_into(found):
                     for _ in range(5):
                         await request()
-                    found.append(gc.collect())
-                finally:
-                    gc.enable()
             return found
 
         # A cycle made by every request shows in every window. Garbage another thread makes meanwhile (a thread
