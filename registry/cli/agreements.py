@@ -31,21 +31,19 @@ from agreements.runtime import AgreementsRuntime
 from federation.agreements import AgreementCourier
 from federation.directory import load_pinned_keys, verify_envelope
 from federation.errors import DirectoryRejected
-from federation.runtime import Federation
 from registry.cli.common import (
     DataDirOption,
     JsonOption,
     err_console,
     fail,
     keys_for,
+    node_federation,
     out_console,
     print_json,
     settings_for,
 )
 from registry.core.db import make_engine, utcnow
 from registry.core.errors import NodeError
-from registry.core.node import Node
-from registry.core.settings import SettingsError
 
 agreements_app = typer.Typer(
     help="Data-sharing agreements: draft, sign, propose, list, show, revoke, verify.", no_args_is_help=True
@@ -91,25 +89,14 @@ def _deliver(data_dir: Path, agreement: AgreementPublic) -> AgreementPublic:
     """Send what the change queued for the other parties now, as the node would; the agreement with the outcomes."""
     if not any(d.state == outbox.PENDING for d in agreement.deliveries):
         return agreement
-    settings = settings_for(data_dir)
-    keys = keys_for(settings)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        try:
-            federation = Federation(Node(settings=settings, engine=engine, keys=keys, head_revisions=set()))
-        except SettingsError as exc:
-            fail(str(exc))
-        try:
-            federation.start()
-            if not federation.store.configured:
-                err_console.print("not in a federation (no operator_jwks or directory): deliveries stay queued")
-                return agreement
-            runtime = AgreementsRuntime.standalone(node_id=settings.node_id, keys=keys, engine=engine)
-            deliveries = asyncio.run(_send(AgreementCourier(federation, runtime), agreement.agreement))
-        finally:
-            federation.replay.close()
-    finally:
-        engine.dispose()
+    with node_federation(settings_for(data_dir)) as federation:
+        federation.start()
+        if not federation.store.configured:
+            err_console.print("not in a federation (no operator_jwks or directory): deliveries stay queued")
+            return agreement
+        node = federation.node
+        runtime = AgreementsRuntime.standalone(node_id=node.node_id, keys=node.keys, engine=node.engine)
+        deliveries = asyncio.run(_send(AgreementCourier(federation, runtime), agreement.agreement))
     return agreement.model_copy(update={"deliveries": deliveries})
 
 

@@ -12,7 +12,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from federation.runtime import Federation
+from registry.core.audit.recording import close_audit_log
+from registry.core.db import make_engine
 from registry.core.keys import KeyRing, KeyRingError
+from registry.core.node import Node
 from registry.core.settings import DEFAULT_DATA_DIR, Settings, SettingsError, load_settings
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -66,6 +70,34 @@ def keys_for(settings: Settings) -> KeyRing:
         return KeyRing.load(settings.effective_key_dir)
     except (KeyRingError, OSError) as exc:
         fail(str(exc))
+
+
+@contextlib.contextmanager
+def node_federation(settings: Settings) -> Iterator[Federation]:
+    """The node's federation side for one command; afterwards everything it opened is closed: the replay writer,
+    the audit log of the calls it made (whose writer flushes first) and the database connections.
+
+    A process would drop them on exit, but a command also runs inside another program's process (the tests',
+    ``federation up``'s), where whatever it left open would outlive it.
+    """
+    node = Node(
+        settings=settings,
+        engine=make_engine(settings.effective_database_url),
+        keys=keys_for(settings),
+        head_revisions=set(),
+    )
+    try:
+        try:
+            federation = Federation(node)
+        except SettingsError as exc:
+            fail(str(exc))
+        try:
+            yield federation
+        finally:
+            federation.replay.close()
+            close_audit_log(node)
+    finally:
+        node.engine.dispose()
 
 
 def print_json(value: Any) -> None:

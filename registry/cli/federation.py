@@ -28,13 +28,12 @@ from registry.cli.common import (
     JsonOption,
     fail,
     keys_for,
+    node_federation,
     out_console,
     print_json,
     settings_for,
 )
-from registry.core.db import make_engine, utcnow
-from registry.core.node import Node
-from registry.core.settings import Settings, SettingsError
+from registry.core.db import utcnow
 from schemas.vocabulary import Purpose
 
 directory_app = typer.Typer(help="The federation directory: build, sign, load, show.", no_args_is_help=True)
@@ -66,15 +65,6 @@ def _read_json(path: Path) -> Any:
 def _rejected(exc: DirectoryRejected) -> str:
     errors = "; ".join(f"{e['path'] or '/'} {e['message']}" for e in exc.errors or [])
     return f"directory refused ({exc.reason}): {exc.detail}" + (f" [{errors}]" if errors else "")
-
-
-def _federation(settings: Settings) -> Federation:
-    keys = keys_for(settings)
-    node = Node(settings=settings, engine=make_engine(settings.effective_database_url), keys=keys, head_revisions=set())
-    try:
-        return Federation(node)
-    except SettingsError as exc:
-        fail(str(exc))
 
 
 @directory_app.command("build")
@@ -138,14 +128,11 @@ def directory_load(
     json_output: JsonOption = False,
 ) -> None:
     """Verify a signed directory against the pinned operator key and hold it (refused if older than the one held)."""
-    federation = _federation(settings_for(data_dir, config))
-    try:
-        directory = federation.store.accept(_read_json(file), source="cli")
-    except DirectoryRejected as exc:
-        fail(_rejected(exc))
-    finally:
-        federation.replay.close()
-        federation.node.engine.dispose()
+    with node_federation(settings_for(data_dir, config)) as federation:
+        try:
+            directory = federation.store.accept(_read_json(file), source="cli")
+        except DirectoryRejected as exc:
+            fail(_rejected(exc))
     summary = {
         "serial": directory.serial,
         "expires_at": format_time(directory.expires_at),
@@ -162,15 +149,11 @@ def directory_show(
     data_dir: DataDirOption = Path(".rcc"), config: ConfigOption = None, json_output: JsonOption = False
 ) -> None:
     """The directory this node holds: serial, age, expiry and members."""
-    federation = _federation(settings_for(data_dir, config))
-    try:
+    with node_federation(settings_for(data_dir, config)) as federation:
         federation.start()
-        directory = federation.store.current
-    finally:
-        federation.replay.close()
-        federation.node.engine.dispose()
+        directory, last_error = federation.store.current, federation.store.last_error
     if directory is None:
-        fail(f"this node holds no directory ({federation.store.last_error or 'none loaded'})")
+        fail(f"this node holds no directory ({last_error or 'none loaded'})")
     now = utcnow()
     summary: dict[str, Any] = {
         "serial": directory.serial,
@@ -213,8 +196,7 @@ def peers_check(
     purpose: Annotated[Purpose, typer.Option(help="Purpose claimed in the request tokens.")] = Purpose.audit_witnessing,
 ) -> None:
     """Ping every other node in the directory with a signed request; print outcome, latency and key id."""
-    federation = _federation(settings_for(data_dir, config))
-    try:
+    with node_federation(settings_for(data_dir, config)) as federation:
         federation.start()
         try:
             directory = federation.store.require()
@@ -222,9 +204,6 @@ def peers_check(
             fail(exc.detail)
         calls = [PeerCall(peer, PING_PATH, purpose.value) for peer in directory.nodes if peer != federation.node_id]
         rows = asyncio.run(_check(federation, calls, timeout))
-    finally:
-        federation.replay.close()
-        federation.node.engine.dispose()
     if json_output:
         print_json(rows)
         return

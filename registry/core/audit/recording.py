@@ -31,6 +31,17 @@ def audit_log(node: Node) -> AuditLog:
     return created
 
 
+def close_audit_log(node: Node) -> None:
+    """Stop the node's :class:`AuditLog` if one was made: its writer flushes what it holds, and the connections
+    it holds go back to the engine's pool, so disposing of the engine closes them.
+
+    For code that audits outside a served app (a command's own calls to peers): the app stops its log itself.
+    """
+    existing = node.extensions.pop(EXTENSION, None)
+    if isinstance(existing, AuditLog):
+        existing.stop()
+
+
 def sequence_pending(node: Node) -> int:
     """Sequence every pending entry now and sign a tree head; return how many entries were sequenced."""
     return audit_log(node).sequence_pending()

@@ -15,7 +15,13 @@ from registry.core.audit.context import AuditContext
 from registry.core.audit.entry import build_entry
 from registry.core.audit.errors import AuditStoreError, AuditUnavailable
 from registry.core.audit.log import ENTRY, HEAD, NODE, AuditLog, append_in, read_head, signed_head_of
-from registry.core.audit.recording import aappend_outbound, append_outbound, audit_log, sequence_pending
+from registry.core.audit.recording import (
+    aappend_outbound,
+    append_outbound,
+    audit_log,
+    close_audit_log,
+    sequence_pending,
+)
 from registry.core.db import make_engine, utcnow
 from registry.core.merkle import MissingNodeError
 from registry.core.node import Node
@@ -362,6 +368,42 @@ class TestOutbound:
         sequence_pending(node)
         with node.engine.connect() as conn:
             assert conn.execute(select(ENTRY.c.decision)).scalar_one() is None
+
+    def test_a_command_closing_its_log_keeps_its_entries_and_holds_no_connection(
+        self, module_settings, keys, audit
+    ) -> None:
+        # What a command that called peers does before it ends (registry.cli.common.node_federation); ``audit``
+        # only empties the log first, on the same database.
+        engine = make_engine(module_settings.effective_database_url)
+        node = Node(settings=module_settings, engine=engine, keys=keys, head_revisions=set())
+        try:
+            asyncio.run(
+                aappend_outbound(
+                    node,
+                    peer="rcc-gm",
+                    action="POST /federation/v1/agreements/inbox",
+                    dataset=None,
+                    purpose=None,
+                    agreement="agr-1",
+                    status=202,
+                    outcome="ok",
+                    request_sha256=None,
+                    response_sha256=None,
+                    peer_signature=None,
+                    result_count=None,
+                    request_id="cli-1",
+                )
+            )
+            assert engine.pool.checkedout() > 0  # the log's writer holds one
+            close_audit_log(node)
+            close_audit_log(node)  # twice is harmless
+            assert engine.pool.checkedout() == 0
+            assert "audit" not in node.extensions
+        finally:
+            engine.dispose()
+        with audit.engine.connect() as conn:
+            stored = conn.execute(select(ENTRY.c.entry).where(ENTRY.c.seq.is_(None))).scalars().all()
+        assert len(stored) == 1 and '"request_id":"cli-1"' in stored[0]
 
 
 def test_entry_times_round_trip_on_both_engines(audit) -> None:
