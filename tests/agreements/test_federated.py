@@ -20,7 +20,7 @@ from sqlmodel import Session
 from tests.agreements.conftest import document, grant
 from tests.support import jose
 from tests.support.agreements import GM, LDN, NAT, SE, AgreementNodes, agreement_nodes, sign_document
-from tests.support.nodes import run_cli, wait_for
+from tests.support.nodes import invoke_cli, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -183,7 +183,8 @@ class TestThreePartyMou:
         fed.api(SE, "POST", "/v1/agreements", witnessing("regional-mou", [SE, GM, NAT]), expect=201)
         # Proposed from the command line, on the running node's own database and keys.
         se_dir = str(fed.specs[SE].data_dir)
-        proposed = json.loads(run_cli(["agreements", "propose", "regional-mou", "--json", "--data-dir", se_dir]).stdout)
+        proposing = ["agreements", "propose", "regional-mou", "--json", "--data-dir", se_dir]
+        proposed = json.loads(invoke_cli(proposing).stdout)
         assert (proposed["state"], delivered(proposed)) == ("proposed", {GM: "delivered", NAT: "delivered"})
         fed.api(GM, "POST", "/v1/agreements/regional-mou/sign")
         last = fed.api(NAT, "POST", "/v1/agreements/regional-mou/sign")

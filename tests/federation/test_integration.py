@@ -40,7 +40,7 @@ from tests.support.federation import (
     token,
     write_json,
 )
-from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, run_cli, start_node, wait_for
+from tests.support.nodes import NodeSpec, ServedNode, free_port, init_node, invoke_cli, start_node, wait_for
 
 pytestmark = pytest.mark.integration
 PING = "/federation/v1/ping"
@@ -131,8 +131,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
         members = [{"base_url": specs[n].base_url, "node_id": n} for n in ("rcc-nat", "rcc-se", "rcc-gm", "rcc-w2")]
         members += [spec_entry(dead), caller.entry(), sleepy.entry(), forger.entry()]
         nodes_file = write_json(tmp / "nodes.json", {"operator": "rcc-nat", "nodes": members})
-        run_cli(["directory", "build", str(nodes_file), "--serial", "10", "--out", str(tmp / "unsigned.json")])
-        run_cli(
+        invoke_cli(["directory", "build", str(nodes_file), "--serial", "10", "--out", str(tmp / "unsigned.json")])
+        invoke_cli(
             [
                 "directory",
                 "sign",
@@ -165,14 +165,14 @@ def assert_signed_by(response: httpx.Response, jwk: dict[str, Any], jti: str | N
 class TestHappyPath:
     def test_peers_check_succeeds_both_ways(self, fed: Federation) -> None:
         for name in ("rcc-se", "rcc-gm"):
-            result = run_cli(["peers", "check", "--json", "--data-dir", str(fed.specs[name].data_dir)])
+            result = invoke_cli(["peers", "check", "--json", "--data-dir", str(fed.specs[name].data_dir)])
             rows = {row["node_id"]: row for row in json.loads(result.stdout)}
             assert name not in rows
             for other in {"rcc-nat", "rcc-se", "rcc-gm", "rcc-w2"} - {name}:
                 assert rows[other]["outcome"] == "ok", rows[other]
                 assert rows[other]["kid"] == node_jwk(fed, other)["kid"]
             assert rows["rcc-dead"]["outcome"] == "unreachable"
-        table = run_cli(["peers", "check", "--data-dir", str(fed.specs["rcc-se"].data_dir)]).stdout
+        table = invoke_cli(["peers", "check", "--data-dir", str(fed.specs["rcc-se"].data_dir)]).stdout
         assert "rcc-gm" in table
         assert "ok" in table
 
@@ -350,12 +350,12 @@ class TestDirectoryLifecycle:
                 ).status_code
 
             assert caller_status() == 200
-            run_cli(["directory", "load", str(second), "--data-dir", str(op.data_dir)])
+            invoke_cli(["directory", "load", str(second), "--data-dir", str(op.data_dir)])
             wait_for(lambda: ready_serial(member.base_url) == 2, what="the member to fetch serial 2")
             refused = httpx.get(url, headers=bearer(token(caller.active, iss="rcc-caller", aud="rcc-m", url=url)[0]))
             assert (refused.status_code, refused.json()["reason"]) == (401, "unknown-node")
 
-            stale = run_cli(["directory", "load", str(first), "--data-dir", str(member.data_dir)], check=False)
+            stale = invoke_cli(["directory", "load", str(first), "--data-dir", str(member.data_dir)], check=False)
             assert stale.returncode != 0
             assert "stale-serial" in stale.stderr
 
@@ -368,7 +368,7 @@ class TestDirectoryLifecycle:
 
             wait_for(outage_seen, what="a failed fetch while the member stays ready")
             assert ready_serial(member.base_url) == 2
-            shown = json.loads(run_cli(["directory", "show", "--json", "--data-dir", str(member.data_dir)]).stdout)
+            shown = json.loads(invoke_cli(["directory", "show", "--json", "--data-dir", str(member.data_dir)]).stdout)
             assert shown["serial"] == 2
             assert {n["node_id"] for n in shown["nodes"]} == {"rcc-op", "rcc-m"}
         finally:
@@ -419,12 +419,12 @@ class TestDirectoryLifecycle:
             ),
             "stale-serial": sign(directory(members, serial=4), operator),
         }
-        run_cli(["directory", "load", str(good), "--data-dir", str(spec.data_dir)])
+        invoke_cli(["directory", "load", str(good), "--data-dir", str(spec.data_dir)])
         for reason, envelope in cases.items():
             path = write_json(tmp_path / f"{reason}.json", envelope)
-            result = run_cli(["directory", "load", str(path), "--data-dir", str(spec.data_dir)], check=False)
+            result = invoke_cli(["directory", "load", str(path), "--data-dir", str(spec.data_dir)], check=False)
             assert result.returncode != 0, reason
             assert f"({reason})" in result.stderr
             assert "Traceback" not in result.stderr
-        shown = json.loads(run_cli(["directory", "show", "--json", "--data-dir", str(spec.data_dir)]).stdout)
+        shown = json.loads(invoke_cli(["directory", "show", "--json", "--data-dir", str(spec.data_dir)]).stdout)
         assert shown["serial"] == 5

@@ -22,7 +22,7 @@ from schemas.vocabulary import Role
 from tests.registry.core.audit import rfc9162
 from tests.support import jose
 from tests.support.databases import engine_name, fresh_database
-from tests.support.nodes import ServedNode, init_node, run_cli, start_node, wait_for
+from tests.support.nodes import ServedNode, init_node, invoke_cli, start_node, wait_for
 from tests.support.tokens import access_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -34,7 +34,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     tmp = tmp_path_factory.mktemp("audit")
     with fresh_database(tmp) as url:
         spec = init_node(tmp, "rcc-audit", database_url=url if engine_name() == "postgres" else None)
-        served = start_node(spec, workers=3, timeout=120)
+        served = start_node(spec, workers=3)
         try:
             yield served
         finally:
@@ -129,11 +129,11 @@ def test_cli_verifies_the_live_log_and_names_a_tampered_entry(node: ServedNode, 
     data_dir = str(node.spec.data_dir)
     with httpx.Client(base_url=node.base_url, timeout=30) as http:
         signed_head(http, gov, 1)
-    result = run_cli(["audit", "verify", "--data-dir", data_dir, "--json"], timeout=120)
+    result = invoke_cli(["audit", "verify", "--data-dir", data_dir, "--json"])
     report = json.loads(result.stdout)
     assert report["ok"] and report["tree_size"] >= CLIENTS * REQUESTS_EACH
 
-    head = json.loads(run_cli(["audit", "tree-head", "--data-dir", data_dir, "--json"]).stdout)
+    head = json.loads(invoke_cli(["audit", "tree-head", "--data-dir", data_dir, "--json"]).stdout)
     assert head["tree_head"]["node_id"] == "rcc-audit"
 
     settings = load_settings(data_dir=Path(data_dir))
@@ -143,6 +143,6 @@ def test_cli_verifies_the_live_log_and_names_a_tampered_entry(node: ServedNode, 
             conn.execute(update(ENTRY).where(ENTRY.c.seq == 17).values(entry='{"edited":true}'))
     finally:
         engine.dispose()
-    failed = run_cli(["audit", "verify", "--data-dir", data_dir], check=False, timeout=120)
+    failed = invoke_cli(["audit", "verify", "--data-dir", data_dir], check=False)
     assert failed.returncode == 1
     assert "first bad index: 17" in failed.stderr

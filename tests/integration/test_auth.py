@@ -32,7 +32,7 @@ from registry.core.signing import TYP_ACCESS_TOKEN, encode_jwt
 from schemas.vocabulary import Role
 from tests.support import jose
 from tests.support.databases import engine_name, postgres_database
-from tests.support.nodes import ServedNode, init_node, run_cli, served
+from tests.support.nodes import ServedNode, init_node, invoke_cli, served
 from tests.support.tokens import JwksEndpoint, KeyPair, ed25519_pair, rsa_pair, write_jwks
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -62,7 +62,7 @@ class Federation:
         return self.node.base_url
 
     def cli(self, *args: str) -> Any:
-        return json.loads(run_cli([*args, "--data-dir", str(self.data_dir), "--json"]).stdout)
+        return json.loads(invoke_cli([*args, "--data-dir", str(self.data_dir), "--json"]).stdout)
 
     def add_client(self, name: str, *roles: Role) -> ClientCredentials:
         return _add_client(self.data_dir, name, *roles)
@@ -96,7 +96,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> I
     spec = init_node(tmp, "rcc-auth", database_url=database_url)
     data = ["--data-dir", str(spec.data_dir), "--json"]
     basic = json.loads(
-        run_cli(["clients", "add", "Kent app", "--role", "commissioner", "--role", "analyst", *data]).stdout
+        invoke_cli(["clients", "add", "Kent app", "--role", "commissioner", "--role", "analyst", *data]).stdout
     )
     keyed_pair = ed25519_pair("publisher-key")
     keyed = _add_client(spec.data_dir, "Publisher", Role.publisher, jwk=keyed_pair.public_jwk).model_dump(mode="json")
@@ -201,7 +201,7 @@ class TestClientCredentials:
         assert made.client_secret is not None
         token = token_by_secret(fed, made.client_id, made.client_secret).json()["access_token"]
         assert whoami(fed, token).status_code == 200
-        revoked = fed.cli("clients", "revoke", made.client_id)  # the operator's command, another process
+        revoked = fed.cli("clients", "revoke", made.client_id)  # the operator's command, outside the node
         assert revoked["revoked_at"] is not None
         refused = whoami(fed, token)
         assert refused.status_code == 401

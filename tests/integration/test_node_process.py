@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support import jose
-from tests.support.nodes import init_node, run_cli, served
+from tests.support.nodes import init_node, invoke_cli, run_cli, served
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ class TestServedNode:
         spec = init_node(tmp_path, "rcc-gm", region_code="E12000002")
         with served(spec) as node:
             old = httpx.get(f"{node.base_url}/.well-known/rcc-node").json()
-        run_cli(["keys", "rotate", "--data-dir", str(spec.data_dir)])
+        invoke_cli(["keys", "rotate", "--data-dir", str(spec.data_dir)])
         with served(spec) as node:
             new = httpx.get(f"{node.base_url}/.well-known/rcc-node").json()
         jwks = new["descriptor"]["jwks"]

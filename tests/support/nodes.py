@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from registry.cli.common import own_environment
 from registry.cli.main import app as cli_app
 
 CLI = [sys.executable, "-m", "registry.cli"]
-_IN_PROCESS_INIT = threading.Lock()
+_IN_PROCESS_CLI = threading.Lock()
 
 
 def free_port() -> int:
@@ -55,6 +56,25 @@ def run_cli(
     return result
 
 
+def invoke_cli(args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``rcc-node ARGS`` through the CLI's own typer app in this process; the outcome as :func:`run_cli` gives it.
+
+    For tests about what a command does, not about the process: a fresh interpreter importing the whole product
+    cost 3.7-5 s on this machine. One command at a time (alembic keeps its migration context in module globals),
+    and nothing it sets in the environment outlives it. An exception the command let escape is a traceback on
+    stderr and exit status 1, as from a process of its own.
+    """
+    with _IN_PROCESS_CLI, own_environment():
+        result = CliRunner().invoke(cli_app, list(args))
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    done = subprocess.CompletedProcess([*CLI, *args], result.exit_code, result.stdout, stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(f"rcc-node {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+    return done
+
+
 @dataclass
 class NodeSpec:
     """What a test node is: identity and where it lives."""
@@ -84,9 +104,8 @@ def init_node(
 ) -> NodeSpec:
     """``rcc-node init`` a node in ``tmp_path/node_id`` on a free port.
 
-    The command runs in this process (the CLI's own entry point, through typer's runner): a fresh interpreter
-    importing the whole product cost 3.7-5 s on this machine, 36 times a run. The node it creates is then
-    served by a real ``rcc-node serve`` process. ``as_process``: a process of its own, as a user runs it.
+    The command runs in this process (:func:`invoke_cli`; 36 times a run); the node it creates is then served
+    by a real ``rcc-node serve`` process. ``as_process``: a process of its own, as a user runs it.
     """
     spec = NodeSpec(node_id, tmp_path / node_id, free_port(), kind, region_code, name or node_id, database_url)
     args = [
@@ -108,15 +127,7 @@ def init_node(
         args += ["--region-code", region_code]
     if database_url:
         args += ["--database-url", database_url]
-    if as_process:
-        run_cli(args)
-        return spec
-    # One at a time (alembic keeps its migration context in module globals), and nothing the command sets in
-    # the environment outlives it, as with a process of its own.
-    with _IN_PROCESS_INIT, own_environment():
-        result = CliRunner().invoke(cli_app, args)
-    if result.exit_code != 0:
-        raise AssertionError(f"rcc-node {' '.join(args)} failed ({result.exit_code}): {result.output}")
+    (run_cli if as_process else invoke_cli)(args)
     return spec
 
 

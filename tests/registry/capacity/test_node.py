@@ -10,7 +10,7 @@ import pytest
 
 import schemas
 from schemas.vocabulary import Role
-from tests.support.nodes import ServedNode, init_node, run_cli, served
+from tests.support.nodes import ServedNode, init_node, invoke_cli, served
 from tests.support.tokens import access_token
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ KENT = "E10000016"
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     """One South East node with synthetic capacity, shared by the read-only tests below."""
     spec = init_node(tmp_path_factory.mktemp("capacity"), "rcc-south-east", region_code="E12000008")
-    result = run_cli(["synth", "capacity", "--data-dir", str(spec.data_dir), "--seed", "3", "--json"])
+    result = invoke_cli(["synth", "capacity", "--data-dir", str(spec.data_dir), "--seed", "3", "--json"])
     assert json.loads(result.stdout)["vacancies"] == 25 * 19
     with served(spec) as running:
         yield running
