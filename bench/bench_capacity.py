@@ -650,6 +650,13 @@ def report_federation(found: dict[str, Any], pairs: int) -> float:
         f" {peers_cpu / (len(FED_NODES) - 1):.1f} ms); on {cores} cores it cannot take under {floor:.1f} ms"
         f" = {floor / percentile(region, 0.5):.2f}x the local-only p50"
     )
+    # The peers' answers alone: were the searching node's fan-out work free (its CPU no more than for a local
+    # search), the cores would still have to run its local search and every peer's answer.
+    peers_only = (found["cpu"]["region"][0] + peers_cpu) / cores
+    print(
+        f"  with the searching node's fan-out free, its local search and the peers' answers alone: at least"
+        f" {peers_only:.1f} ms = {peers_only / percentile(region, 0.5):.2f}x the local-only p50 on {cores} cores"
+    )
     # The searching node is one process: its own CPU for a national search is a floor under its time even
     # were every peer on a core of its own (a bound independent of this machine's core count).
     print(
