@@ -80,12 +80,8 @@ def node_federation(settings: Settings) -> Iterator[Federation]:
     A process would drop them on exit, but a command also runs inside another program's process (the tests',
     ``federation up``'s), where whatever it left open would outlive it.
     """
-    node = Node(
-        settings=settings,
-        engine=make_engine(settings.effective_database_url),
-        keys=keys_for(settings),
-        head_revisions=set(),
-    )
+    keys = keys_for(settings)
+    node = Node(settings=settings, engine=make_engine(settings.effective_database_url), keys=keys, head_revisions=set())
     try:
         try:
             federation = Federation(node)
