@@ -34,7 +34,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedNode]:
     tmp = tmp_path_factory.mktemp("audit")
     with fresh_database(tmp) as url:
         spec = init_node(tmp, "rcc-audit", database_url=url if engine_name() == "postgres" else None)
-        served = start_node(spec, workers=3)
+        served = start_node(spec, workers=3, timeout=120)
         try:
             yield served
         finally:
